@@ -1,0 +1,3 @@
+"""Shared pytest configuration: the Azurite session fixture lives in tests/fixtures/azurite.py."""
+
+pytest_plugins = ["tests.fixtures.azurite"]
