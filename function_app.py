@@ -1,0 +1,12 @@
+"""The Azure Functions entry point: create the app and register the blueprints. Nothing else.
+
+Importing this module must stay cheap and side-effect free: an exception here hides every
+function from the host.
+"""
+
+import azure.functions as func
+
+from functions.health_http import bp as health_bp
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(health_bp)
