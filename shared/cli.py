@@ -16,7 +16,8 @@ from typing import TextIO
 from shared.adapters.snapshot_file import read_snapshot
 from shared.domain.inventory import Inventory
 from shared.domain.normalize import SnapshotError, normalize
-from shared.render.text import counts_table, load_problems
+from shared.policy.model import Policy
+from shared.render.text import counts_table, load_problems, table
 
 EXIT_OK, EXIT_FINDINGS, EXIT_INVALID = 0, 1, 2
 
@@ -55,6 +56,85 @@ def cmd_inventory(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def _load_inputs(args: argparse.Namespace, err: TextIO) -> tuple[Policy, Inventory] | None:
+    """Policy and inventory for `groups`/`plan`; prints every problem and returns None when
+    either input is unusable."""
+    from shared.policy.loader import load_policy_file
+
+    loaded = load_policy_file(args.policy)
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=err)
+    for error in loaded.errors:
+        print(f"error: {error}", file=err)
+    try:
+        inventory = normalize(read_snapshot(args.snapshot))
+    except SnapshotError as error:
+        print(f"zts: {error}", file=err)
+        return None
+    problems = load_problems(inventory.report)
+    if problems:
+        print(problems, file=err)
+    if loaded.policy is None:
+        return None
+    return loaded.policy, inventory
+
+
+def cmd_groups(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from shared.policy.groups import resolve_policy_groups
+
+    inputs = _load_inputs(args, err)
+    if inputs is None:
+        return EXIT_INVALID
+    policy, inventory = inputs
+    groups, errors, warnings = resolve_policy_groups(policy, inventory)
+    for issue in warnings:
+        print(f"warning: {issue}", file=err)
+    for issue in errors:
+        print(f"error: {issue}", file=err)
+    if args.json:
+        document = {"groups": {
+            name: {"ips": list(g.ips), "nics": list(g.nic_ids),
+                   "external": [str(p) for p in g.external]}
+            for name, g in groups.items()
+        }}
+        json.dump(document, out, indent=2)
+        out.write("\n")
+    else:
+        print(table(["Group", "Members", "NICs", "Prefixes"],
+                    [[name, len(g.members), len(g.nic_ids),
+                      ", ".join(str(p) for p in g.prefixes()[:6])
+                      + (" ..." if len(g.prefixes()) > 6 else "")]
+                     for name, g in groups.items()]), file=out)
+    return EXIT_FINDINGS if errors else EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from shared.policy.compiler import compile_policy
+    from shared.policy.planner import build_plan
+    from shared.render.plan_text import plan_table
+
+    inputs = _load_inputs(args, err)
+    if inputs is None:
+        return EXIT_INVALID
+    policy, inventory = inputs
+    plan = build_plan(compile_policy(policy, inventory), inventory, policy.ownership)
+    if args.json:
+        json.dump(plan.as_dict(), out, indent=2, sort_keys=True)
+        out.write("\n")
+    else:
+        print(plan_table(plan), file=out)
+    return EXIT_FINDINGS if plan.has_errors else EXIT_OK
+
+
+def cmd_policy_schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    del args, err
+    from shared.policy.loader import policy_json_schema
+
+    json.dump(policy_json_schema(), out, indent=2, sort_keys=True)
+    out.write("\n")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from shared.services.demo import run_demo
 
@@ -77,6 +157,22 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--strict", action="store_true",
                      help="exit 1 when any resource was skipped as malformed")
     inv.set_defaults(handler=cmd_inventory)
+
+    for name, handler, text in (
+        ("groups", cmd_groups, "resolve the policy's groups against a snapshot"),
+        ("plan", cmd_plan, "compile the policy and show what would change on each NSG"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("--policy", type=Path, required=True, help="policy file (YAML)")
+        sub.add_argument("--snapshot", type=Path, required=True, help="snapshot file (JSON)")
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
+        sub.set_defaults(handler=handler)
+
+    policy = commands.add_parser("policy", help="policy file tools")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True,
+                                            metavar="COMMAND")
+    schema = policy_commands.add_parser("schema", help="print the policy JSON Schema")
+    schema.set_defaults(handler=cmd_policy_schema)
 
     demo = commands.add_parser(
         "demo", help="run the pipeline on the embedded sample estate with a local Azurite",
