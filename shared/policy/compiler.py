@@ -1,0 +1,299 @@
+"""Compile a policy against an inventory into the zts-owned rules each NSG must hold.
+
+* Inbound rules go on the NSGs that protect destination members, at the enforcement point the
+  policy chooses (subnet, NIC or both); outbound rules on the NSGs of source members when the
+  outbound posture is default-deny (and for deny rules towards destinations outside the estate).
+* A side of a rule is an ASG reference when Azure allows it and it is exact: the ASG lives in the
+  VNet of the protected NICs and, seen from this NSG, holds exactly the group's members. Otherwise
+  it is the smallest exact CIDR cover of the members (never a wider range).
+* Priorities follow policy order inside zts's band, with gaps; posture rules (AzureLoadBalancer
+  probes, deny-all) close the band. Names and priorities depend only on the inputs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from shared.domain.arm_id import key
+from shared.domain.assets import Access, Direction
+from shared.domain.inventory import Inventory, IpLocation
+from shared.policy.groups import MemberKey, ResolvedGroup, member_key, resolve_policy_groups
+from shared.policy.model import (
+    ALL_PORTS,
+    BUILTIN_ANY,
+    BUILTIN_INTERNET,
+    Action,
+    EnforcementPoint,
+    InboundPosture,
+    OutboundPosture,
+    Policy,
+    Rule,
+)
+from shared.policy.nsg_target import (
+    PRIORITY_STEP,
+    PROTOCOL_TO_ARM,
+    DesiredRule,
+    description,
+    rule_name,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    message: str
+    nsg_id: str | None = None
+    rule: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        out = {"message": self.message}
+        if self.nsg_id:
+            out["nsg"] = self.nsg_id
+        if self.rule:
+            out["rule"] = self.rule
+        return out
+
+
+@dataclass
+class Compiled:
+    """Desired zts-owned rules per NSG (key -> rules), plus what the compiler noticed."""
+
+    rules: dict[str, list[DesiredRule]] = field(default_factory=dict)
+    nsg_ids: dict[str, str] = field(default_factory=dict)  # key -> id in original casing
+    groups: dict[str, ResolvedGroup] = field(default_factory=dict)
+    errors: list[Issue] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Peer:
+    """The far side of a rule as seen from one NSG: a group, or a literal address token."""
+
+    group: ResolvedGroup | None
+    token: str | None  # "Internet", "*", a service tag
+
+
+class Compiler:
+    def __init__(self, policy: Policy, inventory: Inventory) -> None:
+        self.policy = policy
+        self.inventory = inventory
+        self.out = Compiled()
+        self._scope: dict[str, set[MemberKey]] = defaultdict(set)  # NSG key -> members behind it
+        self._vnet_of_scope: dict[str, set[str]] = defaultdict(set)
+        self._asg_members: dict[str, frozenset[MemberKey]] = {}
+        self._asg_vnets: dict[str, set[str]] = {}
+
+    # -- public -------------------------------------------------------------------------------
+
+    def compile(self) -> Compiled:
+        groups, errors, warnings = resolve_policy_groups(self.policy, self.inventory)
+        self.out.groups = groups
+        self.out.errors.extend(Issue(str(e)) for e in errors)
+        self.out.warnings.extend(Issue(str(w)) for w in warnings)
+        if errors:
+            return self.out
+        self._index_scopes()
+        inbound: dict[str, list[tuple[Rule, DesiredRule]]] = defaultdict(list)
+        outbound: dict[str, list[tuple[Rule, DesiredRule]]] = defaultdict(list)
+        managed: set[str] = set()
+        for rule in sorted(self.policy.rules, key=lambda r: (r.priority, r.name)):
+            src, dst = self._peer(rule.source), self._peer(rule.destination)
+            if any(g is not None and not (g.members or g.external) for g in (src.group, dst.group)):
+                continue  # an empty group allows nothing; resolution already warned
+            for group in (src.group, dst.group):
+                if group is not None:
+                    managed.update(self._nsgs_of(group.members))
+            if dst.group is not None and dst.group.members:
+                for nsg, behind in self._by_nsg(dst.group.members, rule).items():
+                    inbound[nsg].append((rule, self._rule(rule, Direction.INBOUND, nsg, behind,
+                                                          src)))
+            if src.group is not None and src.group.members and self._needs_outbound(rule, dst):
+                for nsg, behind in self._by_nsg(src.group.members, rule).items():
+                    outbound[nsg].append((rule, self._rule(rule, Direction.OUTBOUND, nsg, behind,
+                                                           dst)))
+        for nsg in sorted(managed | set(inbound) | set(outbound)):
+            self.out.rules[nsg] = (self._number(nsg, Direction.INBOUND, inbound.get(nsg, []))
+                                   + self._number(nsg, Direction.OUTBOUND, outbound.get(nsg, [])))
+        return self.out
+
+    # -- enforcement points ------------------------------------------------------------------
+
+    def _index_scopes(self) -> None:
+        inv = self.inventory
+        for nic in inv.nics.values():
+            for config in nic.ip_configurations:
+                for where in inv.locate_ip(config.private_ip) if config.private_ip else ():
+                    if where.ip_configuration is not config:
+                        continue
+                    for nsg in self._enforcing(where):
+                        self._scope[nsg].add(member_key(where))
+                        if where.vnet is not None:
+                            self._vnet_of_scope[nsg].add(key(where.vnet.id))
+                    for asg in config.asg_ids:
+                        self._asg_vnets.setdefault(key(asg), set()).add(
+                            key(where.vnet.id) if where.vnet else "")
+        for asg in inv.asgs:
+            self._asg_members[asg] = frozenset(member_key(m) for m in inv.asg_members(asg))
+        for found in inv.nsgs.values():
+            self.out.nsg_ids[key(found.id)] = found.id
+
+    def _enforcing(self, member: IpLocation) -> list[str]:
+        point = self.policy.enforcement
+        found: list[str] = []
+        if point in (EnforcementPoint.SUBNET, EnforcementPoint.BOTH) and member.subnet \
+                and member.subnet.nsg_id:
+            found.append(key(member.subnet.nsg_id))
+        if point in (EnforcementPoint.NIC, EnforcementPoint.BOTH) and member.nic.nsg_id:
+            found.append(key(member.nic.nsg_id))
+        return found
+
+    def _by_nsg(self, members: Iterable[IpLocation], rule: Rule) -> dict[str, list[IpLocation]]:
+        grouped: dict[str, list[IpLocation]] = defaultdict(list)
+        unprotected: list[str] = []
+        for member in members:
+            nsgs = self._enforcing(member)
+            if not nsgs:
+                unprotected.append(f"{member.nic.name} ({member.ip})")
+            for nsg in nsgs:
+                grouped[nsg].append(member)
+        if unprotected:
+            self.out.warnings.append(Issue(
+                f"{len(unprotected)} member(s) have no NSG at the {self.policy.enforcement.value} "
+                f"enforcement point, so this rule cannot be enforced for them: "
+                + ", ".join(sorted(unprotected)[:10]), rule=rule.name))
+        for nsg in grouped:
+            self.out.nsg_ids.setdefault(nsg, nsg)
+        return dict(grouped)
+
+    def _nsgs_of(self, members: Iterable[IpLocation]) -> set[str]:
+        return {nsg for m in members for nsg in self._enforcing(m)}
+
+    # -- one rule on one NSG -----------------------------------------------------------------
+
+    def _peer(self, name: str) -> _Peer:
+        if name == BUILTIN_INTERNET:
+            return _Peer(None, "Internet")
+        if name == BUILTIN_ANY:
+            return _Peer(None, "*")
+        group = self.out.groups.get(name)
+        return _Peer(group, None) if group is not None else _Peer(None, name)
+
+    def _needs_outbound(self, rule: Rule, dst: _Peer) -> bool:
+        if self.policy.posture.outbound is OutboundPosture.DEFAULT_DENY:
+            return True
+        internal = dst.group is not None and bool(dst.group.members)
+        return rule.action is Action.DENY and not internal
+
+    def _rule(self, rule: Rule, direction: Direction, nsg: str, behind: list[IpLocation],
+              peer: _Peer) -> DesiredRule:
+        local_prefixes, local_asgs = self._side_for(nsg, behind, scoped=True)
+        if peer.group is not None:
+            peer_prefixes, peer_asgs = self._side_for(nsg, peer.group.members, scoped=False,
+                                                      external=peer.group)
+        else:
+            peer_prefixes, peer_asgs = (peer.token or "*",), ()
+        if local_asgs and peer_asgs and not self._same_vnet(local_asgs + peer_asgs):
+            peer_prefixes, peer_asgs = self._prefixes(peer.group), ()
+        inbound = direction is Direction.INBOUND
+        ports = ("*",) if rule.ports == ALL_PORTS else tuple(str(p) for p in rule.ports)
+        return DesiredRule(
+            name=rule_name(self.policy.ownership.prefix, rule.name, direction),
+            priority=0,  # numbered per NSG once all rules are known
+            direction=direction,
+            access=Access.ALLOW if rule.action is Action.ALLOW else Access.DENY,
+            protocol=PROTOCOL_TO_ARM[rule.protocol.value],
+            source_prefixes=peer_prefixes if inbound else local_prefixes,
+            source_asgs=peer_asgs if inbound else local_asgs,
+            destination_prefixes=local_prefixes if inbound else peer_prefixes,
+            destination_asgs=local_asgs if inbound else peer_asgs,
+            destination_ports=ports,
+            description=description(
+                f"zts policy rule {rule.name}: {rule.source} -> {rule.destination}"),
+            policy_rule=rule.name,
+        )
+
+    def _side_for(self, nsg: str, members: Iterable[IpLocation], *, scoped: bool,
+                  external: ResolvedGroup | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """ASG reference when it is exact and allowed here, else CIDR prefixes."""
+        wanted = {member_key(m) for m in members}
+        has_external = external is not None and bool(external.external)
+        if wanted and not has_external:
+            asg = self._exact_asg(nsg, wanted, scoped=scoped)
+            if asg is not None:
+                return (), (self.inventory.asgs[asg].id,)
+        if external is not None:
+            return self._prefixes(external), ()
+        return tuple(str(p) for p in ResolvedGroup("", tuple(members)).prefixes()), ()
+
+    def _exact_asg(self, nsg: str, wanted: set[MemberKey], *, scoped: bool) -> str | None:
+        """An ASG whose members equal ``wanted`` (within this NSG's scope for the protected
+        side) and which lives in the VNet this NSG protects."""
+        scope = self._scope.get(nsg, set())
+        vnets = self._vnet_of_scope.get(nsg, set())
+        if len(vnets) != 1:
+            return None
+        for asg in sorted(self._asg_members):
+            members = self._asg_members[asg]
+            seen = members & scope if scoped else members
+            if seen == wanted and self._asg_vnets.get(asg, set()) <= vnets:
+                return asg
+        return None
+
+    def _same_vnet(self, asg_ids: tuple[str, ...]) -> bool:
+        vnets: set[str] = set()
+        for asg in asg_ids:
+            vnets |= self._asg_vnets.get(key(asg), set())
+        return len(vnets) <= 1
+
+    @staticmethod
+    def _prefixes(group: ResolvedGroup | None) -> tuple[str, ...]:
+        return tuple(str(p) for p in group.prefixes()) if group is not None else ("*",)
+
+    # -- numbering and posture ---------------------------------------------------------------
+
+    def _number(self, nsg: str, direction: Direction,
+                emitted: list[tuple[Rule, DesiredRule]]) -> list[DesiredRule]:
+        own = self.policy.ownership
+        posture = self._posture_rules(direction)
+        top = own.band_high - len(posture)  # posture rules take the top of the band
+        slots = top - own.band_low + 1
+        step = PRIORITY_STEP if len(emitted) * PRIORITY_STEP <= slots else 1
+        if len(emitted) > slots:
+            self.out.errors.append(Issue(
+                f"{len(emitted)} {direction.value.lower()} rules do not fit in the priority band "
+                f"{own.band_low}-{top}", nsg_id=self.out.nsg_ids.get(nsg, nsg)))
+            return []
+        numbered = [_with_priority(desired, own.band_low + i * step)
+                    for i, (_, desired) in enumerate(emitted)]
+        return numbered + [_with_priority(p, top + 1 + i) for i, p in enumerate(posture)]
+
+    def _posture_rules(self, direction: Direction) -> list[DesiredRule]:
+        own, posture = self.policy.ownership, self.policy.posture
+        if direction is Direction.INBOUND and posture.inbound is InboundPosture.DEFAULT_DENY:
+            return [
+                _posture(own.prefix + "allow-azure-lb-in", direction, Access.ALLOW,
+                         "AzureLoadBalancer", "zts posture: keep Azure load balancer probes"),
+                _posture(own.prefix + "default-deny-in", direction, Access.DENY, "*",
+                         "zts posture: default deny inbound"),
+            ]
+        if direction is Direction.OUTBOUND and posture.outbound is OutboundPosture.DEFAULT_DENY:
+            return [_posture(own.prefix + "default-deny-out", direction, Access.DENY, "*",
+                             "zts posture: default deny outbound")]
+        return []
+
+
+def _posture(name: str, direction: Direction, access: Access, source: str,
+             text: str) -> DesiredRule:
+    return DesiredRule(name=name, priority=0, direction=direction, access=access, protocol="*",
+                       source_prefixes=(source,), source_asgs=(), destination_prefixes=("*",),
+                       destination_asgs=(), destination_ports=("*",), description=text,
+                       policy_rule="")
+
+
+def _with_priority(rule: DesiredRule, priority: int) -> DesiredRule:
+    return replace(rule, priority=priority)
+
+
+def compile_policy(policy: Policy, inventory: Inventory) -> Compiled:
+    return Compiler(policy, inventory).compile()

@@ -1,0 +1,156 @@
+"""Compiler and planner on the sample estate: ASG vs CIDR, ownership, no-op, limits."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from shared.domain.arm_id import key
+from shared.domain.normalize import normalize
+from shared.policy.apply import rows_after
+from shared.policy.compiler import compile_policy
+from shared.policy.model import (
+    Action,
+    AsgSelector,
+    EnforcementPoint,
+    Group,
+    Ownership,
+    Policy,
+    PortRange,
+    Posture,
+    Protocol,
+    Rule,
+    TagsSelector,
+    VnetSelector,
+)
+from shared.policy.planner import Plan, build_plan
+from shared.sample.estate import classic_estate
+
+BAND = Ownership(band_low=1000, band_high=2999)
+GROUPS = (
+    Group("web", AsgSelector("Web")),
+    Group("logic", AsgSelector("Logic")),
+    Group("analytics", VnetSelector("hdi-vnet")),
+    Group("dns", TagsSelector((("role", "dns"),))),
+)
+RULES = (
+    Rule("internet-to-web", 100, "internet", "web", (PortRange(443, 443),), Protocol.TCP,
+         Action.ALLOW),
+    Rule("web-to-logic", 110, "web", "logic", (PortRange(8443, 8443),), Protocol.TCP,
+         Action.ALLOW),
+    Rule("logic-to-analytics", 120, "logic", "analytics", (PortRange(8080, 8090),),
+         Protocol.TCP, Action.ALLOW),
+)
+
+
+def policy(rules: tuple[Rule, ...] = RULES, ownership: Ownership = BAND) -> Policy:
+    return Policy(Posture(), EnforcementPoint.SUBNET, GROUPS, rules, ownership)
+
+
+def plan_for(rows: list[dict[str, Any]], pol: Policy) -> Plan:
+    inventory = normalize(rows)
+    return build_plan(compile_policy(pol, inventory), inventory, pol.ownership)
+
+
+def nsg_plan(plan: Plan, name: str) -> Any:
+    return next(p for p in plan.nsgs if p.nsg_id.endswith(f"/{name}"))
+
+
+def test_asg_inside_a_vnet_cidr_across_vnets() -> None:
+    plan = plan_for(classic_estate(), policy())
+
+    app = nsg_plan(plan, "nsg-payroll-app")
+    (web_to_logic,) = [r.to_arm() for r in app.add if r.policy_rule == "web-to-logic"]
+    props = web_to_logic["properties"]
+    assert [a["id"].rsplit("/", 1)[1] for a in props["sourceApplicationSecurityGroups"]] == ["Web"]
+    assert [a["id"].rsplit("/", 1)[1]
+            for a in props["destinationApplicationSecurityGroups"]] == ["Logic"]
+    hdi = nsg_plan(plan, "nsg-hdi")
+    (logic_to_hdi,) = [r.to_arm() for r in hdi.add if r.policy_rule == "logic-to-analytics"]
+    props = logic_to_hdi["properties"]
+    assert props["sourceAddressPrefix"] == "10.10.2.4/31"  # Logic lives in another VNet
+    assert props["destinationPortRange"] == "8080-8090"
+    assert "sourceApplicationSecurityGroups" not in props
+
+
+def test_internet_rule_and_posture_rules_close_the_band() -> None:
+    web = nsg_plan(plan_for(classic_estate(), policy()), "nsg-payroll-web")
+    by_name = {r.name: r for r in web.desired}
+    assert by_name["zts-internet-to-web-in"].source_prefixes == ("Internet",)
+    assert by_name["zts-internet-to-web-in"].priority == 1000
+    assert by_name["zts-allow-azure-lb-in"].priority == 2998
+    assert by_name["zts-default-deny-in"].priority == 2999
+    assert all(BAND.band_low <= r.priority <= BAND.band_high for r in web.desired)
+
+
+def test_applying_the_plan_then_replanning_is_a_noop() -> None:
+    rows = classic_estate()
+    first = plan_for(rows, policy())
+    assert not first.has_errors
+    after = rows_after(rows, first.nsgs, BAND)
+
+    second = plan_for(after, policy())
+
+    assert [p for p in second.nsgs if not p.is_noop] == []
+    assert second.as_dict()["nsgs"] == []
+
+
+def test_changed_and_removed_owned_rules_are_planned() -> None:
+    rows = rows_after(classic_estate(), plan_for(classic_estate(), policy()).nsgs, BAND)
+    fewer = policy(RULES[:2])  # logic-to-analytics dropped from the policy
+    hand_edited = copy.deepcopy(rows)
+    for row in hand_edited:  # someone widened zts's web-to-logic rule by hand
+        for rule in row.get("properties", {}).get("securityRules", []):
+            if rule["name"] == "zts-web-to-logic-in":
+                rule["properties"]["destinationPortRange"] = "*"
+
+    plan = plan_for(hand_edited, fewer)
+
+    app = nsg_plan(plan, "nsg-payroll-app")
+    assert [r.name for r in app.change] == ["zts-web-to-logic-in"]
+    hdi = nsg_plan(plan, "nsg-hdi")  # no rule reaches the analytics NSG any more: handed back
+    assert hdi.remove == ["zts-allow-azure-lb-in", "zts-default-deny-in",
+                          "zts-logic-to-analytics-in"]
+    assert hdi.desired == []
+
+
+def test_unowned_rules_are_never_touched_and_conflicts_fail_the_nsg() -> None:
+    default_band = policy(ownership=Ownership())  # 100-3999 holds the hand-made rules
+    plan = plan_for(classic_estate(), default_band)
+
+    assert plan.has_errors
+    web = nsg_plan(plan, "nsg-payroll-web")
+    assert any("'AllowHttpsInbound' at priority 100 is inside zts's band" in e
+               for e in web.errors)
+    for nsg in plan.nsgs:
+        assert all(name.startswith("zts-") for name in nsg.remove)
+
+
+def test_hand_made_rules_before_the_band_are_reported() -> None:
+    web = nsg_plan(plan_for(classic_estate(), policy()), "nsg-payroll-web")
+    assert any("'AllowHttpsInbound'" in w and "bypasses the policy" in w for w in web.warnings)
+
+
+def test_output_is_deterministic() -> None:
+    one = plan_for(classic_estate(), policy()).as_dict()
+    two = plan_for(list(reversed(classic_estate())), policy()).as_dict()
+    assert one == two
+
+
+def test_rule_limit_is_checked_before_any_write() -> None:
+    many = tuple(
+        Rule(f"r{i}", i, "web", "logic", (PortRange(10000 + i, 10000 + i),), Protocol.TCP,
+             Action.ALLOW)
+        for i in range(1, 1001)
+    )
+    wide = Ownership(band_low=1000, band_high=2999)
+    plan = plan_for(classic_estate(), policy(many, wide))
+    app = nsg_plan(plan, "nsg-payroll-app")
+    assert any("exceed Azure's 1000 per NSG" in e for e in app.errors)
+
+
+def test_nsg_ids_match_the_inventory() -> None:
+    rows = classic_estate()
+    inventory = normalize(rows)
+    compiled = compile_policy(policy(), inventory)
+    assert set(compiled.rules) <= {key(n) for n in inventory.nsgs}
