@@ -44,6 +44,7 @@ class IpLocation:
     subnet: Subnet | None
     vnet: VNet | None
     subscription_id: str
+    member_key: tuple[str, str] = ("", "")  # (NIC id key, IP configuration name, lower-case)
 
 
 def _by_key(items: Iterable[T], id_of: str = "id") -> Mapping[str, T]:
@@ -95,7 +96,7 @@ class Inventory:
                 subnet = self.subnets.get(key(config.subnet_id)) if config.subnet_id else None
                 vnet = self.vnets.get(key(subnet.vnet_id)) if subnet else None
                 where = IpLocation(config.private_ip, nic, config, subnet, vnet,
-                                   nic.subscription_id)
+                                   nic.subscription_id, (key(nic.id), config.name.lower()))
                 by_ip[config.private_ip].append(where)
                 for asg_id in config.asg_ids:
                     by_asg[key(asg_id)].append(where)

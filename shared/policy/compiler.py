@@ -6,6 +6,8 @@
 * A side of a rule is an ASG reference when Azure allows it and it is exact: the ASG lives in the
   VNet of the protected NICs and, seen from this NSG, holds exactly the group's members. Otherwise
   it is the smallest exact CIDR cover of the members (never a wider range).
+* The posture (default deny) applies to every NSG protecting a member of any group the policy
+  defines: naming workloads in a group puts them under the policy, even before a rule uses it.
 * Priorities follow policy order inside zts's band, with gaps; posture rules (AzureLoadBalancer
   probes, deny-all) close the band. Names and priorities depend only on the inputs.
 """
@@ -83,6 +85,10 @@ class Compiler:
         self._vnet_of_scope: dict[str, set[str]] = defaultdict(set)
         self._asg_members: dict[str, frozenset[MemberKey]] = {}
         self._asg_vnets: dict[str, set[str]] = {}
+        self._member_asgs: dict[MemberKey, frozenset[str]] = {}
+        self._prefix_cache: dict[str, tuple[str, ...]] = {}
+        self._grouped: dict[str, tuple[dict[str, list[IpLocation]], list[str]]] = {}
+        self._sides: dict[tuple[str, str, bool], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
     # -- public -------------------------------------------------------------------------------
 
@@ -96,22 +102,21 @@ class Compiler:
         self._index_scopes()
         inbound: dict[str, list[tuple[Rule, DesiredRule]]] = defaultdict(list)
         outbound: dict[str, list[tuple[Rule, DesiredRule]]] = defaultdict(list)
-        managed: set[str] = set()
+        managed: set[str] = set()  # every NSG protecting a member of any group gets the posture
+        for group in groups.values():
+            managed.update(self._by_nsg(group, None))
         for rule in sorted(self.policy.rules, key=lambda r: (r.priority, r.name)):
             src, dst = self._peer(rule.source), self._peer(rule.destination)
             if any(g is not None and not (g.members or g.external) for g in (src.group, dst.group)):
                 continue  # an empty group allows nothing; resolution already warned
-            for group in (src.group, dst.group):
-                if group is not None:
-                    managed.update(self._nsgs_of(group.members))
             if dst.group is not None and dst.group.members:
-                for nsg, behind in self._by_nsg(dst.group.members, rule).items():
-                    inbound[nsg].append((rule, self._rule(rule, Direction.INBOUND, nsg, behind,
-                                                          src)))
+                for nsg, behind in self._by_nsg(dst.group, rule).items():
+                    inbound[nsg].append((rule, self._rule(rule, Direction.INBOUND, nsg,
+                                                          (dst.group.name, behind), src)))
             if src.group is not None and src.group.members and self._needs_outbound(rule, dst):
-                for nsg, behind in self._by_nsg(src.group.members, rule).items():
-                    outbound[nsg].append((rule, self._rule(rule, Direction.OUTBOUND, nsg, behind,
-                                                           dst)))
+                for nsg, behind in self._by_nsg(src.group, rule).items():
+                    outbound[nsg].append((rule, self._rule(rule, Direction.OUTBOUND, nsg,
+                                                           (src.group.name, behind), dst)))
         for nsg in sorted(managed | set(inbound) | set(outbound)):
             self.out.rules[nsg] = (self._number(nsg, Direction.INBOUND, inbound.get(nsg, []))
                                    + self._number(nsg, Direction.OUTBOUND, outbound.get(nsg, [])))
@@ -135,6 +140,8 @@ class Compiler:
                             key(where.vnet.id) if where.vnet else "")
         for asg in inv.asgs:
             self._asg_members[asg] = frozenset(member_key(m) for m in inv.asg_members(asg))
+            for member in self._asg_members[asg]:
+                self._member_asgs[member] = self._member_asgs.get(member, frozenset()) | {asg}
         for found in inv.nsgs.values():
             self.out.nsg_ids[key(found.id)] = found.id
 
@@ -148,26 +155,27 @@ class Compiler:
             found.append(key(member.nic.nsg_id))
         return found
 
-    def _by_nsg(self, members: Iterable[IpLocation], rule: Rule) -> dict[str, list[IpLocation]]:
-        grouped: dict[str, list[IpLocation]] = defaultdict(list)
-        unprotected: list[str] = []
-        for member in members:
-            nsgs = self._enforcing(member)
-            if not nsgs:
-                unprotected.append(f"{member.nic.name} ({member.ip})")
-            for nsg in nsgs:
-                grouped[nsg].append(member)
-        if unprotected:
+    def _by_nsg(self, group: ResolvedGroup, rule: Rule | None) -> dict[str, list[IpLocation]]:
+        """A group's members per enforcing NSG (computed once per group); warns, per rule,
+        about members no NSG protects at the chosen enforcement point."""
+        if group.name not in self._grouped:
+            grouped: dict[str, list[IpLocation]] = defaultdict(list)
+            unprotected: list[str] = []
+            for member in group.members:
+                nsgs = self._enforcing(member)
+                if not nsgs:
+                    unprotected.append(f"{member.nic.name} ({member.ip})")
+                for nsg in nsgs:
+                    grouped[nsg].append(member)
+                    self.out.nsg_ids.setdefault(nsg, nsg)
+            self._grouped[group.name] = (dict(grouped), sorted(unprotected))
+        by_nsg, unprotected = self._grouped[group.name]
+        if rule is not None and unprotected:
             self.out.warnings.append(Issue(
-                f"{len(unprotected)} member(s) have no NSG at the {self.policy.enforcement.value} "
-                f"enforcement point, so this rule cannot be enforced for them: "
-                + ", ".join(sorted(unprotected)[:10]), rule=rule.name))
-        for nsg in grouped:
-            self.out.nsg_ids.setdefault(nsg, nsg)
-        return dict(grouped)
-
-    def _nsgs_of(self, members: Iterable[IpLocation]) -> set[str]:
-        return {nsg for m in members for nsg in self._enforcing(m)}
+                f"{len(unprotected)} member(s) of {group.name!r} have no NSG at the "
+                f"{self.policy.enforcement.value} enforcement point, so this rule cannot be "
+                "enforced for them: " + ", ".join(unprotected[:10]), rule=rule.name))
+        return by_nsg
 
     # -- one rule on one NSG -----------------------------------------------------------------
 
@@ -185,12 +193,12 @@ class Compiler:
         internal = dst.group is not None and bool(dst.group.members)
         return rule.action is Action.DENY and not internal
 
-    def _rule(self, rule: Rule, direction: Direction, nsg: str, behind: list[IpLocation],
-              peer: _Peer) -> DesiredRule:
-        local_prefixes, local_asgs = self._side_for(nsg, behind, scoped=True)
+    def _rule(self, rule: Rule, direction: Direction, nsg: str,
+              local: tuple[str, list[IpLocation]], peer: _Peer) -> DesiredRule:
+        local_prefixes, local_asgs = self._side_for(nsg, local[0], local[1], scoped=True)
         if peer.group is not None:
-            peer_prefixes, peer_asgs = self._side_for(nsg, peer.group.members, scoped=False,
-                                                      external=peer.group)
+            peer_prefixes, peer_asgs = self._side_for(nsg, peer.group.name, peer.group.members,
+                                                      scoped=False, external=peer.group)
         else:
             peer_prefixes, peer_asgs = (peer.token or "*",), ()
         if local_asgs and peer_asgs and not self._same_vnet(local_asgs + peer_asgs):
@@ -213,9 +221,18 @@ class Compiler:
             policy_rule=rule.name,
         )
 
-    def _side_for(self, nsg: str, members: Iterable[IpLocation], *, scoped: bool,
+    def _side_for(self, nsg: str, group: str, members: Iterable[IpLocation], *, scoped: bool,
                   external: ResolvedGroup | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """ASG reference when it is exact and allowed here, else CIDR prefixes."""
+        """ASG reference when it is exact and allowed here, else CIDR prefixes (memoized per
+        group, NSG and side: a thousand rules reuse a few hundred groups)."""
+        cache_key = (group, nsg, scoped)
+        if cache_key not in self._sides:
+            self._sides[cache_key] = self._side_uncached(nsg, members, scoped=scoped,
+                                                         external=external)
+        return self._sides[cache_key]
+
+    def _side_uncached(self, nsg: str, members: Iterable[IpLocation], *, scoped: bool,
+                       external: ResolvedGroup | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
         wanted = {member_key(m) for m in members}
         has_external = external is not None and bool(external.external)
         if wanted and not has_external:
@@ -233,7 +250,13 @@ class Compiler:
         vnets = self._vnet_of_scope.get(nsg, set())
         if len(vnets) != 1:
             return None
-        for asg in sorted(self._asg_members):
+        candidates: set[str] | None = None  # only ASGs every wanted member belongs to
+        for member in wanted:
+            held = self._member_asgs.get(member, frozenset())
+            candidates = set(held) if candidates is None else candidates & held
+            if not candidates:
+                return None
+        for asg in sorted(candidates or ()):
             members = self._asg_members[asg]
             seen = members & scope if scoped else members
             if seen == wanted and self._asg_vnets.get(asg, set()) <= vnets:
@@ -246,9 +269,12 @@ class Compiler:
             vnets |= self._asg_vnets.get(key(asg), set())
         return len(vnets) <= 1
 
-    @staticmethod
-    def _prefixes(group: ResolvedGroup | None) -> tuple[str, ...]:
-        return tuple(str(p) for p in group.prefixes()) if group is not None else ("*",)
+    def _prefixes(self, group: ResolvedGroup | None) -> tuple[str, ...]:
+        if group is None:
+            return ("*",)
+        if group.name not in self._prefix_cache:
+            self._prefix_cache[group.name] = tuple(str(p) for p in group.prefixes())
+        return self._prefix_cache[group.name]
 
     # -- numbering and posture ---------------------------------------------------------------
 

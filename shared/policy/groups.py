@@ -9,12 +9,18 @@ one resource, is an error naming the candidates — never a silent empty group.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from ipaddress import collapse_addresses, ip_network
+from ipaddress import (
+    IPv4Address,
+    IPv6Address,
+    collapse_addresses,
+    ip_network,
+    summarize_address_range,
+)
 
 from shared.domain.arm_id import key
-from shared.domain.assets import IpNetwork
+from shared.domain.assets import IpAddress, IpNetwork
 from shared.domain.inventory import Inventory, IpLocation
 from shared.policy.model import (
     AllOf,
@@ -36,7 +42,7 @@ MemberKey = tuple[str, str]  # (NIC key, IP configuration name)
 
 
 def member_key(location: IpLocation) -> MemberKey:
-    return key(location.nic.id), location.ip_configuration.name.lower()
+    return location.member_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +62,31 @@ class ResolvedGroup:
     def prefixes(self) -> tuple[IpNetwork, ...]:
         """The smallest exact CIDR cover of the members plus the external ranges: never wider
         than what the group holds."""
-        hosts = [ip_network(m.ip) for m in self.members]
-        return _collapse([*hosts, *self.external])
+        return cover(m.ip for m in self.members) if not self.external else _collapse(
+            [*(ip_network(m.ip) for m in self.members), *self.external])
+
+
+def cover(addresses: Iterable[IpAddress]) -> tuple[IpNetwork, ...]:
+    """Smallest exact CIDR cover of host addresses: runs of consecutive addresses become
+    ranges, each range the fewest aligned prefixes (integer arithmetic; this is hot)."""
+    out: list[IpNetwork] = []
+    listed = list(addresses)
+    for version in (4, 6):
+        values = sorted({int(a) for a in listed if a.version == version})
+        start = prev = None
+        for value in [*values, None]:
+            if value is not None and prev is not None and value == prev + 1:
+                prev = value
+                continue
+            if start is not None and prev is not None:
+                first, last = ip_address_of(version, start), ip_address_of(version, prev)
+                out.extend(summarize_address_range(first, last))
+            start = prev = value
+    return tuple(out)
+
+
+def ip_address_of(version: int, value: int) -> IpAddress:
+    return IPv4Address(value) if version == 4 else IPv6Address(value)
 
 
 def _collapse(networks: Iterable[IpNetwork]) -> tuple[IpNetwork, ...]:
@@ -131,17 +160,38 @@ def _vm_rg(inventory: Inventory, vm_id: str | None) -> str:
 
 
 class GroupResolver:
-    """Resolves selectors for one inventory; reuse it for every group of a policy."""
+    """Resolves selectors for one inventory; reuse it for every group of a policy.
+
+    Members are indexed once by VNet, subnet, subscription, resource group and tag, so a
+    selector costs the size of its answer, not a scan of the estate (100k NICs x 200 groups).
+    """
 
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory
         self._index = _Index(inventory)
         self._all: dict[MemberKey, IpLocation] = {}
+        self._by: dict[str, defaultdict[str, set[MemberKey]]] = {
+            kind: defaultdict(set) for kind in ("vnet", "subnet", "sub", "rg", "tag", "tagkey")
+        }
         for nic in inventory.nics.values():
             for config in nic.ip_configurations:
                 for location in inventory.locate_ip(config.private_ip) if config.private_ip else ():
                     if location.nic is nic and location.ip_configuration is config:
-                        self._all[member_key(location)] = location
+                        self._add(location)
+
+    def _add(self, location: IpLocation) -> None:
+        member = member_key(location)
+        self._all[member] = location
+        if location.vnet is not None:
+            self._by["vnet"][key(location.vnet.id)].add(member)
+        if location.subnet is not None:
+            self._by["subnet"][key(location.subnet.id)].add(member)
+        self._by["sub"][location.subscription_id].add(member)
+        for rg in _member_rgs(self.inventory, location):
+            self._by["rg"][rg].add(member)
+        for name, value in _member_tags(self.inventory, location).items():
+            self._by["tag"][f"{name}={value}"].add(member)
+            self._by["tagkey"][name].add(member)
 
     def resolve(self, group: Group) -> ResolvedGroup:
         """Members of one group; raises ValueError with the reason for unresolvable refs."""
@@ -151,26 +201,22 @@ class GroupResolver:
         return ResolvedGroup(group.name, tuple(ordered), _external(group.selector))
 
     def _select(self, selector: Selector) -> set[MemberKey]:  # noqa: PLR0911 - one per kind
-        inv = self.inventory
         match selector:
             case VnetSelector(ref):
-                vnet = self._index.resolve("vnet", ref)
-                return self._where(lambda m: m.vnet is not None and key(m.vnet.id) == vnet)
+                return set(self._by["vnet"].get(self._index.resolve("vnet", ref), ()))
             case SubnetSelector(ref):
-                subnet = self._index.resolve("subnet", ref)
-                return self._where(lambda m: m.subnet is not None and key(m.subnet.id) == subnet)
+                return set(self._by["subnet"].get(self._index.resolve("subnet", ref), ()))
             case AsgSelector(ref):
-                return {member_key(m) for m in inv.asg_members(self._index.resolve("asg", ref))}
+                asg = self._index.resolve("asg", ref)
+                return {member_key(m) for m in self.inventory.asg_members(asg)}
             case ResourceGroupSelector(ref):
-                rg = self._index.resolve("rg", ref)
-                return self._where(lambda m: rg in _member_rgs(inv, m))
+                return set(self._by["rg"].get(self._index.resolve("rg", ref), ()))
             case SubscriptionSelector(ref):
-                sub = self._index.resolve("subscription", ref)
-                return self._where(lambda m: m.subscription_id == sub)
+                return set(self._by["sub"].get(self._index.resolve("subscription", ref), ()))
             case TagsSelector(tags):
-                return self._where(lambda m: _tags_match(_member_tags(inv, m), tags))
+                return self._tags(tags)
             case CidrSelector(prefixes):
-                return self._where(lambda m: any(m.ip in p for p in prefixes))
+                return {k for k, m in self._all.items() if any(m.ip in p for p in prefixes)}
             case AllOf(items):
                 sets = [self._select(i) for i in items]
                 return set.intersection(*sets) if sets else set()
@@ -180,8 +226,14 @@ class GroupResolver:
                 return set(self._all) - self._select(item)
         raise TypeError(f"unknown selector {selector!r}")  # pragma: no cover - exhaustive
 
-    def _where(self, predicate: Callable[[IpLocation], bool]) -> set[MemberKey]:
-        return {k for k, m in self._all.items() if predicate(m)}
+    def _tags(self, wanted: tuple[tuple[str, str], ...]) -> set[MemberKey]:
+        """Every pair must match; tag names compare case-insensitively, values exactly."""
+        found: set[MemberKey] | None = None
+        for name, value in wanted:
+            bucket = (self._by["tagkey"].get(name.lower(), set()) if value == "*"
+                      else self._by["tag"].get(f"{name.lower()}={value}", set()))
+            found = set(bucket) if found is None else found & bucket
+        return found or set()
 
 
 def _member_rgs(inventory: Inventory, member: IpLocation) -> set[str]:
@@ -197,12 +249,6 @@ def _member_tags(inventory: Inventory, member: IpLocation) -> dict[str, str]:
     if vm is not None:
         tags.update((k.lower(), v) for k, v in vm.tags)
     return tags
-
-
-def _tags_match(tags: Mapping[str, str], wanted: tuple[tuple[str, str], ...]) -> bool:
-    return all(
-        k.lower() in tags and (v == "*" or tags[k.lower()] == v) for k, v in wanted
-    )
 
 
 def _external(selector: Selector) -> tuple[IpNetwork, ...]:

@@ -108,7 +108,19 @@ def test_changed_and_removed_owned_rules_are_planned() -> None:
 
     app = nsg_plan(plan, "nsg-payroll-app")
     assert [r.name for r in app.change] == ["zts-web-to-logic-in"]
-    hdi = nsg_plan(plan, "nsg-hdi")  # no rule reaches the analytics NSG any more: handed back
+    hdi = nsg_plan(plan, "nsg-hdi")
+    assert hdi.remove == ["zts-logic-to-analytics-in"]
+    # the analytics group is still defined, so its NSG keeps the default-deny posture
+    assert [r.name for r in hdi.desired] == ["zts-allow-azure-lb-in", "zts-default-deny-in"]
+
+
+def test_an_nsg_no_group_reaches_is_handed_back() -> None:
+    rows = rows_after(classic_estate(), plan_for(classic_estate(), policy()).nsgs, BAND)
+    without_analytics = Policy(Posture(), EnforcementPoint.SUBNET,
+                               tuple(g for g in GROUPS if g.name != "analytics"), RULES[:2], BAND)
+
+    hdi = nsg_plan(plan_for(rows, without_analytics), "nsg-hdi")
+
     assert hdi.remove == ["zts-allow-azure-lb-in", "zts-default-deny-in",
                           "zts-logic-to-analytics-in"]
     assert hdi.desired == []
