@@ -34,6 +34,8 @@ from shared.policy.model import (
     Rule,
 )
 from shared.policy.nsg_target import (
+    MAX_PREFIXES_PER_NSG_SIDE,
+    MAX_RULES_PER_NSG,
     PRIORITY_STEP,
     PROTOCOL_TO_ARM,
     DesiredRule,
@@ -282,6 +284,8 @@ class Compiler:
                 emitted: list[tuple[Rule, DesiredRule]]) -> list[DesiredRule]:
         own = self.policy.ownership
         posture = self._posture_rules(direction)
+        if not self._fits(nsg, [d for _, d in emitted]):
+            emitted = merge_adjacent(emitted)  # the safe reduction; the planner re-checks limits
         top = own.band_high - len(posture)  # posture rules take the top of the band
         slots = top - own.band_low + 1
         step = PRIORITY_STEP if len(emitted) * PRIORITY_STEP <= slots else 1
@@ -293,6 +297,18 @@ class Compiler:
         numbered = [_with_priority(desired, own.band_low + i * step)
                     for i, (_, desired) in enumerate(emitted)]
         return numbered + [_with_priority(p, top + 1 + i) for i, p in enumerate(posture)]
+
+    def _fits(self, nsg: str, rules: list[DesiredRule]) -> bool:
+        current = self.inventory.nsgs.get(nsg)
+        others = [r for r in current.rules if not r.name.startswith(self.policy.ownership.prefix)] \
+            if current else []
+        sources = sum(len(r.source_prefixes) for r in rules) + sum(
+            len(r.source_prefixes) for r in others)
+        destinations = sum(len(r.destination_prefixes) for r in rules) + sum(
+            len(r.destination_prefixes) for r in others)
+        # both directions share the NSG budget; halving keeps each direction conservative
+        return (len(rules) + len(others) <= MAX_RULES_PER_NSG // 2
+                and max(sources, destinations) <= MAX_PREFIXES_PER_NSG_SIDE // 2)
 
     def _posture_rules(self, direction: Direction) -> list[DesiredRule]:
         own, posture = self.policy.ownership, self.policy.posture
@@ -307,6 +323,36 @@ class Compiler:
             return [_posture(own.prefix + "default-deny-out", direction, Access.DENY, "*",
                              "zts posture: default deny outbound")]
         return []
+
+
+def merge_adjacent(emitted: list[tuple[Rule, DesiredRule]]) -> list[tuple[Rule, DesiredRule]]:
+    """Merge neighbouring rules with the same action, protocol and peers into one rule with the
+    union of their ports. Only neighbours in this NSG's order: nothing sits between them, so
+    first-match semantics cannot change."""
+    merged: list[tuple[Rule, DesiredRule]] = []
+    for rule, desired in emitted:
+        if merged and _same_peers(merged[-1][1], desired):
+            first_rule, previous = merged[-1]
+            ports = _union_ports(previous.destination_ports, desired.destination_ports)
+            names = f"{previous.policy_rule},{rule.name}"
+            merged[-1] = (first_rule, replace(
+                previous, destination_ports=ports, policy_rule=names,
+                description=description(f"zts policy rules {names.replace(',', ', ')} (merged)")))
+        else:
+            merged.append((rule, desired))
+    return merged
+
+
+def _same_peers(a: DesiredRule, b: DesiredRule) -> bool:
+    return (a.access, a.protocol, a.source_prefixes, a.source_asgs, a.destination_prefixes,
+            a.destination_asgs) == (b.access, b.protocol, b.source_prefixes, b.source_asgs,
+                                    b.destination_prefixes, b.destination_asgs)
+
+
+def _union_ports(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    if "*" in a or "*" in b:
+        return ("*",)
+    return tuple(sorted(set(a) | set(b), key=lambda p: int(p.split("-")[0])))
 
 
 def _posture(name: str, direction: Direction, access: Access, source: str,
