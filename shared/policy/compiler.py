@@ -89,6 +89,7 @@ class Compiler:
         self._asg_vnets: dict[str, set[str]] = {}
         self._member_asgs: dict[MemberKey, frozenset[str]] = {}
         self._prefix_cache: dict[str, tuple[str, ...]] = {}
+        self._peer_candidates: dict[str, frozenset[str]] = {}
         self._grouped: dict[str, tuple[dict[str, list[IpLocation]], list[str]]] = {}
         self._sides: dict[tuple[str, str, bool], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
@@ -229,41 +230,56 @@ class Compiler:
         group, NSG and side: a thousand rules reuse a few hundred groups)."""
         cache_key = (group, nsg, scoped)
         if cache_key not in self._sides:
-            self._sides[cache_key] = self._side_uncached(nsg, members, scoped=scoped,
+            self._sides[cache_key] = self._side_uncached(nsg, group, members, scoped=scoped,
                                                          external=external)
         return self._sides[cache_key]
 
-    def _side_uncached(self, nsg: str, members: Iterable[IpLocation], *, scoped: bool,
-                       external: ResolvedGroup | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        wanted = {member_key(m) for m in members}
+    def _side_uncached(self, nsg: str, group: str, members: Iterable[IpLocation], *,
+                       scoped: bool, external: ResolvedGroup | None,
+                       ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        members = list(members)
         has_external = external is not None and bool(external.external)
-        if wanted and not has_external:
-            asg = self._exact_asg(nsg, wanted, scoped=scoped)
+        if members and not has_external:
+            asg = self._exact_asg(nsg, group, members, scoped=scoped)
             if asg is not None:
                 return (), (self.inventory.asgs[asg].id,)
         if external is not None:
             return self._prefixes(external), ()
         return tuple(str(p) for p in ResolvedGroup("", tuple(members)).prefixes()), ()
 
-    def _exact_asg(self, nsg: str, wanted: set[MemberKey], *, scoped: bool) -> str | None:
-        """An ASG whose members equal ``wanted`` (within this NSG's scope for the protected
+    def _exact_asg(self, nsg: str, group: str, members: list[IpLocation], *,
+                   scoped: bool) -> str | None:
+        """An ASG whose members equal the group's (within this NSG's scope for the protected
         side) and which lives in the VNet this NSG protects."""
-        scope = self._scope.get(nsg, set())
         vnets = self._vnet_of_scope.get(nsg, set())
         if len(vnets) != 1:
             return None
-        candidates: set[str] | None = None  # only ASGs every wanted member belongs to
-        for member in wanted:
-            held = self._member_asgs.get(member, frozenset())
-            candidates = set(held) if candidates is None else candidates & held
-            if not candidates:
-                return None
-        for asg in sorted(candidates or ()):
-            members = self._asg_members[asg]
-            seen = members & scope if scoped else members
+        if scoped:
+            candidates = self._candidates(members)
+        else:  # the peer side does not depend on the NSG: compute once per group
+            if group not in self._peer_candidates:
+                self._peer_candidates[group] = self._candidates(members)
+            candidates = self._peer_candidates[group]
+        if not candidates:
+            return None
+        wanted = {member_key(m) for m in members}
+        scope = self._scope.get(nsg, set())
+        for asg in sorted(candidates):
+            held = self._asg_members[asg]
+            seen = held & scope if scoped else held
             if seen == wanted and self._asg_vnets.get(asg, set()) <= vnets:
                 return asg
         return None
+
+    def _candidates(self, members: list[IpLocation]) -> frozenset[str]:
+        """ASGs every member belongs to (usually settled after a few members)."""
+        found: frozenset[str] | None = None
+        for member in members:
+            held = self._member_asgs.get(member_key(member), frozenset())
+            found = held if found is None else found & held
+            if not found:
+                return frozenset()
+        return found or frozenset()
 
     def _same_vnet(self, asg_ids: tuple[str, ...]) -> bool:
         vnets: set[str] = set()

@@ -150,9 +150,9 @@ def test_output_is_deterministic() -> None:
 
 
 def test_rule_limit_is_checked_before_any_write() -> None:
-    many = tuple(
+    many = tuple(  # alternating actions: no two neighbours can be merged safely
         Rule(f"r{i}", i, "web", "logic", (PortRange(10000 + i, 10000 + i),), Protocol.TCP,
-             Action.ALLOW)
+             Action.ALLOW if i % 2 else Action.DENY)
         for i in range(1, 1001)
     )
     wide = Ownership(band_low=1000, band_high=2999)
