@@ -17,8 +17,12 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.policy.model import Selector
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -53,7 +57,7 @@ def make_policy(inventory: Any, seed: int = 7) -> Any:
     asgs = sorted(a.name for a in inventory.asgs.values())
     vnets = sorted(v.name for v in inventory.vnets.values())
     subs = sorted(s.subscription_id for s in inventory.subscriptions.values())
-    makers = [
+    makers: list[Callable[[], Selector]] = [
         lambda: TagsSelector((rng.choice(tags),)),
         lambda: AllOf((TagsSelector((rng.choice(tags),)), TagsSelector((rng.choice(tags),)))),
         lambda: AsgSelector(rng.choice(asgs)),

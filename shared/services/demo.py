@@ -1,13 +1,14 @@
 """`zts demo`: the pipeline on the embedded default, with nothing but this repo.
 
 Today: the sample estate is normalized, persisted to a local Azurite (Table Storage) with
-mark-and-sweep, read back and checked, and sample VNet flow logs are written. Later issues extend
-this with the policy plan, detections and alerts.
+mark-and-sweep, read back and checked; the sample policy is compiled and its plan shown; sample
+VNet flow logs are written. Later issues extend this with detections and alerts.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,12 +20,17 @@ from typing import TextIO
 from shared.adapters.table_store import TableInventoryStore
 from shared.domain.normalize import normalize
 from shared.local.azurite import Azurite, AzuriteError
+from shared.policy.compiler import compile_policy
+from shared.policy.loader import load_policy_file
+from shared.policy.planner import build_plan
+from shared.render.plan_text import plan_table
 from shared.render.text import estate_summary, load_problems, table
-from shared.sample.estate import classic_estate
+from shared.sample.estate import ESTATE_JSON_PATH, classic_estate
 from shared.sample.flowlogs import generate_flow_logs
 from shared.services.inventory_sync import persist_run, subscriptions_in
 
-DEMO_START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # fixed: the demo output is reproducible
+DEMO_START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+POLICY_PATH = ESTATE_JSON_PATH.parent / "policy.yaml"  # fixed: the demo output is reproducible
 
 
 @contextmanager
@@ -67,7 +73,23 @@ def run_demo(*, out: TextIO, err: TextIO, keep_dir: Path | None = None) -> int:
     print(f"Read back from Table Storage: {'identical counts' if round_trip else 'MISMATCH'} "
           f"({sum(reloaded.counts().values())} assets)", file=out)
 
+    policy_load = load_policy_file(POLICY_PATH)
+    if policy_load.policy is None:  # the shipped policy is tested; this guards local edits
+        for issue in policy_load.errors:
+            print(f"error: {issue}", file=err)
+        return 1
+    with _timed(timings, "compile + plan"):
+        plan = build_plan(compile_policy(policy_load.policy, inventory), inventory,
+                          policy_load.policy.ownership)
+    print(f"\nPlan for the sample policy ({POLICY_PATH.name}); nothing is applied:", file=out)
+    print(plan_table(plan), file=out)
+
     flow_dir = (keep_dir or Path(".demo")) / "flowlogs"
+    if keep_dir is None and flow_dir.exists():
+        shutil.rmtree(flow_dir)  # the demo's own scratch folder: each run starts clean
+    elif flow_dir.exists():
+        print(f"zts demo: {flow_dir} already exists; choose an empty --out folder", file=err)
+        return 2
     with _timed(timings, "flow logs"):
         manifest = generate_flow_logs(rows, flow_dir, start=DEMO_START, hours=1, seed=7)
     print(f"\nSample VNet flow logs: {len(manifest.files)} blobs, {manifest.tuple_count} flow "
