@@ -117,3 +117,40 @@ def test_console_script_is_installed() -> None:
                              "--json"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["counts"]["vnets"] == 4
+
+
+POLICY = ESTATE_JSON_PATH.parent / "policy.yaml"
+
+
+def test_groups_json_lists_sorted_ips_and_nic_ids() -> None:
+    code, out, _ = run("groups", "--policy", str(POLICY), "--snapshot", str(ESTATE_JSON_PATH),
+                       "--json")
+    assert code == 0
+    groups = json.loads(out)["groups"]
+    assert groups["web"]["ips"] == ["10.10.1.4", "10.10.1.5", "10.10.1.6", "10.10.1.7"]
+    assert all(n.startswith("/subscriptions/") for n in groups["web"]["nics"])
+    assert groups["dns"]["ips"] == ["10.0.1.4", "10.0.1.5"]
+
+
+def test_plan_exit_codes(tmp_path: Path) -> None:
+    code, out, _ = run("plan", "--policy", str(POLICY), "--snapshot", str(ESTATE_JSON_PATH))
+    assert code == 0 and "Plan: 28 to add" in out
+    conflict = tmp_path / "conflict.yaml"
+    conflict.write_text(POLICY.read_text().replace("band: [1000, 2999]", "band: [100, 3999]"))
+    code, out, _ = run("plan", "--policy", str(conflict), "--snapshot", str(ESTATE_JSON_PATH),
+                       "--json")
+    assert code == 1 and json.loads(out)["errors"]
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("apiVersion: zts/v1\nrules:\n  - {name: x, priority: 1, from: nowhere, "
+                      "to: web, ports: [70000], protocol: tcp, action: allow}\n")
+    code, out, err = run("plan", "--policy", str(broken), "--snapshot", str(ESTATE_JSON_PATH))
+    assert code == 2 and out == ""
+    assert "broken.yaml:3" in err and "70000" in err and "nowhere" in err
+
+
+def test_policy_schema_is_json_schema() -> None:
+    code, out, _ = run("policy", "schema")
+    schema = json.loads(out)
+    assert code == 0
+    assert schema["$schema"].startswith("https://json-schema.org/draft/2020-12")
+    assert "rules" in schema["properties"] and "groups" in schema["properties"]

@@ -197,7 +197,7 @@ class GroupResolver:
         """Members of one group; raises ValueError with the reason for unresolvable refs."""
         members = self._select(group.selector)
         ordered = sorted((self._all[m] for m in members),
-                         key=lambda m: (m.ip.version, m.ip, key(m.nic.id)))
+                         key=lambda m: (m.ip.version, int(m.ip), m.member_key))
         return ResolvedGroup(group.name, tuple(ordered), _external(group.selector))
 
     def _select(self, selector: Selector) -> set[MemberKey]:  # noqa: PLR0911 - one per kind
