@@ -21,7 +21,13 @@ from dataclasses import dataclass, field, replace
 from shared.domain.arm_id import key
 from shared.domain.assets import Access, Direction
 from shared.domain.inventory import Inventory, IpLocation
-from shared.policy.groups import MemberKey, ResolvedGroup, member_key, resolve_policy_groups
+from shared.policy.groups import (
+    MemberKey,
+    ResolvedGroup,
+    cover_text,
+    member_key,
+    resolve_policy_groups,
+)
 from shared.policy.model import (
     ALL_PORTS,
     BUILTIN_ANY,
@@ -90,6 +96,7 @@ class Compiler:
         self._member_asgs: dict[MemberKey, frozenset[str]] = {}
         self._prefix_cache: dict[str, tuple[str, ...]] = {}
         self._peer_candidates: dict[str, frozenset[str]] = {}
+        self._enforcing_cache: dict[MemberKey, list[str]] = {}
         self._grouped: dict[str, tuple[dict[str, list[IpLocation]], list[str]]] = {}
         self._sides: dict[tuple[str, str, bool], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
@@ -149,6 +156,12 @@ class Compiler:
             self.out.nsg_ids[key(found.id)] = found.id
 
     def _enforcing(self, member: IpLocation) -> list[str]:
+        found = self._enforcing_cache.get(member.member_key)
+        if found is None:
+            found = self._enforcing_cache[member.member_key] = self._enforcing_uncached(member)
+        return found
+
+    def _enforcing_uncached(self, member: IpLocation) -> list[str]:
         point = self.policy.enforcement
         found: list[str] = []
         if point in (EnforcementPoint.SUBNET, EnforcementPoint.BOTH) and member.subnet \
@@ -237,17 +250,16 @@ class Compiler:
     def _side_uncached(self, nsg: str, group: str, members: Iterable[IpLocation], *,
                        scoped: bool, external: ResolvedGroup | None,
                        ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        members = list(members)
         has_external = external is not None and bool(external.external)
-        if members and not has_external:
+        if not has_external:
             asg = self._exact_asg(nsg, group, members, scoped=scoped)
             if asg is not None:
                 return (), (self.inventory.asgs[asg].id,)
         if external is not None:
             return self._prefixes(external), ()
-        return tuple(str(p) for p in ResolvedGroup("", tuple(members)).prefixes()), ()
+        return cover_text(m.ip for m in members), ()
 
-    def _exact_asg(self, nsg: str, group: str, members: list[IpLocation], *,
+    def _exact_asg(self, nsg: str, group: str, members: Iterable[IpLocation], *,
                    scoped: bool) -> str | None:
         """An ASG whose members equal the group's (within this NSG's scope for the protected
         side) and which lives in the VNet this NSG protects."""
@@ -271,7 +283,7 @@ class Compiler:
                 return asg
         return None
 
-    def _candidates(self, members: list[IpLocation]) -> frozenset[str]:
+    def _candidates(self, members: Iterable[IpLocation]) -> frozenset[str]:
         """ASGs every member belongs to (usually settled after a few members)."""
         found: frozenset[str] | None = None
         for member in members:
@@ -291,7 +303,9 @@ class Compiler:
         if group is None:
             return ("*",)
         if group.name not in self._prefix_cache:
-            self._prefix_cache[group.name] = tuple(str(p) for p in group.prefixes())
+            self._prefix_cache[group.name] = (
+                cover_text(m.ip for m in group.members) if not group.external
+                else tuple(str(p) for p in group.prefixes()))
         return self._prefix_cache[group.name]
 
     # -- numbering and posture ---------------------------------------------------------------
@@ -380,7 +394,11 @@ def _posture(name: str, direction: Direction, access: Access, source: str,
 
 
 def _with_priority(rule: DesiredRule, priority: int) -> DesiredRule:
-    return replace(rule, priority=priority)
+    """``replace(rule, priority=...)`` without its per-call field introspection (hot path)."""
+    return DesiredRule(rule.name, priority, rule.direction, rule.access, rule.protocol,
+                       rule.source_prefixes, rule.source_asgs, rule.destination_prefixes,
+                       rule.destination_asgs, rule.destination_ports, rule.description,
+                       rule.policy_rule)
 
 
 def compile_policy(policy: Policy, inventory: Inventory) -> Compiled:

@@ -8,6 +8,7 @@ one resource, is an error naming the candidates — never a silent empty group.
 
 from __future__ import annotations
 
+import socket
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -87,6 +88,38 @@ def cover(addresses: Iterable[IpAddress]) -> tuple[IpNetwork, ...]:
 
 def ip_address_of(version: int, value: int) -> IpAddress:
     return IPv4Address(value) if version == 4 else IPv6Address(value)
+
+
+def cover_text(addresses: Iterable[IpAddress]) -> tuple[str, ...]:
+    """:func:`cover` as NSG prefix strings. IPv4 is done in integers end to end (the compiler
+    calls this for every group and NSG pair); IPv6 goes through :mod:`ipaddress`."""
+    listed = list(addresses)
+    v4 = sorted({int(a) for a in listed if a.version == 4})
+    out: list[str] = []
+    index = 0
+    while index < len(v4):
+        low = high = v4[index]
+        index += 1
+        while index < len(v4) and v4[index] == high + 1:
+            high = v4[index]
+            index += 1
+        out.extend(_v4_blocks(low, high))
+    if any(a.version == 6 for a in listed):
+        out.extend(str(n) for n in cover(a for a in listed if a.version == 6))
+    return tuple(out)
+
+
+def _v4_blocks(low: int, high: int) -> list[str]:
+    """The fewest aligned CIDR blocks exactly covering [low, high]."""
+    blocks: list[str] = []
+    while low <= high:
+        size = (low & -low) if low else 1 << 32  # largest block aligned at `low`
+        while size > high - low + 1:
+            size >>= 1
+        bits = size.bit_length() - 1
+        blocks.append(f"{socket.inet_ntoa(low.to_bytes(4, 'big'))}/{32 - bits}")
+        low += size
+    return blocks
 
 
 def _collapse(networks: Iterable[IpNetwork]) -> tuple[IpNetwork, ...]:

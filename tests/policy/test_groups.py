@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from ipaddress import ip_network
+from ipaddress import IPv4Address, IPv6Address, collapse_addresses, ip_network
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from shared.domain.assets import IpAddress
 from shared.domain.normalize import normalize
-from shared.policy.groups import GroupResolver, resolve_policy_groups
+from shared.policy.groups import GroupResolver, cover, cover_text, resolve_policy_groups
 from shared.policy.model import (
     AllOf,
     AnyOf,
@@ -110,3 +113,15 @@ def test_empty_group_is_a_warning() -> None:
                     (Group("none", AllOf((AsgSelector("Web"), AsgSelector("SAP")))),), ())
     _, errors, warnings = resolve_policy_groups(policy, INVENTORY)
     assert errors == [] and [w.message for w in warnings] == ["matches nothing"]
+
+
+@given(st.lists(st.one_of(
+    st.integers(0, 2**32 - 1).map(IPv4Address),
+    st.integers(0x0A000000, 0x0A000400).map(IPv4Address),  # dense runs
+    st.integers(0, 2**128 - 1).map(IPv6Address),
+), max_size=60))
+def test_cover_is_the_exact_minimal_cidr_cover(addresses: list[IpAddress]) -> None:
+    expected = [*collapse_addresses(ip_network(a) for a in addresses if a.version == 4),
+                *collapse_addresses(ip_network(a) for a in addresses if a.version == 6)]
+    assert list(cover(addresses)) == expected
+    assert list(cover_text(addresses)) == [str(n) for n in expected]
