@@ -97,6 +97,8 @@ class Compiler:
         self._prefix_cache: dict[str, tuple[str, ...]] = {}
         self._peer_candidates: dict[str, frozenset[str]] = {}
         self._enforcing_cache: dict[MemberKey, list[str]] = {}
+        self._templates: dict[tuple[str, Direction],
+                              tuple[str, Access, str, tuple[str, ...], str]] = {}
         self._grouped: dict[str, tuple[dict[str, list[IpLocation]], list[str]]] = {}
         self._sides: dict[tuple[str, str, bool], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
@@ -219,23 +221,26 @@ class Compiler:
             peer_prefixes, peer_asgs = (peer.token or "*",), ()
         if local_asgs and peer_asgs and not self._same_vnet(local_asgs + peer_asgs):
             peer_prefixes, peer_asgs = self._prefixes(peer.group), ()
-        inbound = direction is Direction.INBOUND
-        ports = ("*",) if rule.ports == ALL_PORTS else tuple(str(p) for p in rule.ports)
-        return DesiredRule(
-            name=rule_name(self.policy.ownership.prefix, rule.name, direction),
-            priority=0,  # numbered per NSG once all rules are known
-            direction=direction,
-            access=Access.ALLOW if rule.action is Action.ALLOW else Access.DENY,
-            protocol=PROTOCOL_TO_ARM[rule.protocol.value],
-            source_prefixes=peer_prefixes if inbound else local_prefixes,
-            source_asgs=peer_asgs if inbound else local_asgs,
-            destination_prefixes=local_prefixes if inbound else peer_prefixes,
-            destination_asgs=local_asgs if inbound else peer_asgs,
-            destination_ports=ports,
-            description=description(
-                f"zts policy rule {rule.name}: {rule.source} -> {rule.destination}"),
-            policy_rule=rule.name,
-        )
+        name, access, protocol, ports, text = self._template(rule, direction)
+        if direction is Direction.INBOUND:  # priority 0: numbered per NSG once all are known
+            return DesiredRule(name, 0, direction, access, protocol, peer_prefixes, peer_asgs,
+                               local_prefixes, local_asgs, ports, text, rule.name)
+        return DesiredRule(name, 0, direction, access, protocol, local_prefixes, local_asgs,
+                           peer_prefixes, peer_asgs, ports, text, rule.name)
+
+    def _template(self, rule: Rule, direction: Direction,
+                  ) -> tuple[str, Access, str, tuple[str, ...], str]:
+        """The NSG-independent fields of a policy rule's NSG rules (computed once)."""
+        cache_key = (rule.name, direction)
+        if cache_key not in self._templates:
+            self._templates[cache_key] = (
+                rule_name(self.policy.ownership.prefix, rule.name, direction),
+                Access.ALLOW if rule.action is Action.ALLOW else Access.DENY,
+                PROTOCOL_TO_ARM[rule.protocol.value],
+                ("*",) if rule.ports == ALL_PORTS else tuple(str(p) for p in rule.ports),
+                description(f"zts policy rule {rule.name}: {rule.source} -> {rule.destination}"),
+            )
+        return self._templates[cache_key]
 
     def _side_for(self, nsg: str, group: str, members: Iterable[IpLocation], *, scoped: bool,
                   external: ResolvedGroup | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -240,3 +240,39 @@ def test_over_budget_rules_are_merged_and_stay_exact() -> None:
     assert len(merged[0].destination_ports) == 600
     compared, mismatches = prove(rows, policy)
     assert compared and mismatches == []
+
+
+@st.composite
+def estates_and_policies(draw: st.DrawFn) -> tuple[list[dict[str, Any]], Policy]:
+    """A generated estate (shape and seed drawn) and a policy over what that estate holds."""
+    rows = greenfield(scaled_estate(draw(st.integers(1, 2)), draw(st.integers(1, 3)),
+                                    draw(st.integers(3, 8)), seed=draw(st.integers(0, 10_000))))
+    inventory = normalize(rows)
+    found = [
+        *(AsgSelector(a.id) for a in inventory.asgs.values()),
+        *(VnetSelector(v.id) for v in inventory.vnets.values()),
+        TagsSelector((("tier", "web"),)), TagsSelector((("tier", "app"),)),
+        TagsSelector((("env", "prod"),)),
+    ]
+    pick = st.sampled_from(found)
+    chosen = st.one_of(pick, st.lists(pick, min_size=1, max_size=2).map(lambda x: AllOf(tuple(x))),
+                       pick.map(NotOf))
+    groups = tuple(Group(f"g{i}", draw(chosen)) for i in range(draw(st.integers(2, 4))))
+    rules = tuple(
+        Rule(f"r{i}", i * 10 + 10, draw(st.sampled_from(groups)).name,
+             draw(st.sampled_from(groups)).name, (PortRange(*draw(port_ranges)),),
+             draw(st.sampled_from([Protocol.TCP, Protocol.UDP])),
+             draw(st.sampled_from(list(Action))))
+        for i in range(draw(st.integers(1, 5)))
+    )
+    return rows, Policy(Posture(), EnforcementPoint.SUBNET, groups, rules, BAND)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(estates_and_policies())
+def test_generated_estates_and_policies_are_enforced_exactly(
+    case: tuple[list[dict[str, Any]], Policy],
+) -> None:
+    rows, policy = case
+    _, mismatches = prove(rows, policy)
+    assert mismatches == [], mismatches[:5]
