@@ -107,11 +107,16 @@ class Inventory:
             nsg_subnets[key(nsg.id)].update(key(s) for s in nsg.subnet_ids)
             nsg_nics[key(nsg.id)].update(key(n) for n in nsg.nic_ids)
         self._by_ip = {ip: tuple(found) for ip, found in by_ip.items()}
+        self._locations = tuple(where for found in self._by_ip.values() for where in found)
         self._by_asg = {asg: tuple(found) for asg, found in by_asg.items()}
         self._nsg_subnets = {nsg: tuple(sorted(ids)) for nsg, ids in nsg_subnets.items()}
         self._nsg_nics = {nsg: tuple(sorted(ids)) for nsg, ids in nsg_nics.items()}
 
     # -- lookups ---------------------------------------------------------------------------
+
+    def ip_locations(self) -> tuple[IpLocation, ...]:
+        """Every NIC IP configuration that has a private IP, once each."""
+        return self._locations
 
     def locate_ip(self, ip: str | IpAddress) -> tuple[IpLocation, ...]:
         """Every NIC IP configuration holding ``ip``. VNets may overlap, so there can be several."""

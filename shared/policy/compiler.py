@@ -138,18 +138,15 @@ class Compiler:
 
     def _index_scopes(self) -> None:
         inv = self.inventory
-        for nic in inv.nics.values():
-            for config in nic.ip_configurations:
-                for where in inv.locate_ip(config.private_ip) if config.private_ip else ():
-                    if where.ip_configuration is not config:
-                        continue
-                    for nsg in self._enforcing(where):
-                        self._scope[nsg].add(member_key(where))
-                        if where.vnet is not None:
-                            self._vnet_of_scope[nsg].add(key(where.vnet.id))
-                    for asg in config.asg_ids:
-                        self._asg_vnets.setdefault(key(asg), set()).add(
-                            key(where.vnet.id) if where.vnet else "")
+        vnet_keys = {vnet_id: key(vnet_id) for vnet_id in (v.id for v in inv.vnets.values())}
+        for where in inv.ip_locations():
+            vnet = vnet_keys.get(where.vnet.id, "") if where.vnet is not None else ""
+            for nsg in self._enforcing(where):
+                self._scope[nsg].add(where.member_key)
+                if vnet:
+                    self._vnet_of_scope[nsg].add(vnet)
+            for asg in where.ip_configuration.asg_ids:
+                self._asg_vnets.setdefault(key(asg), set()).add(vnet)
         for asg in inv.asgs:
             self._asg_members[asg] = frozenset(member_key(m) for m in inv.asg_members(asg))
             for member in self._asg_members[asg]:

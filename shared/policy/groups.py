@@ -206,11 +206,8 @@ class GroupResolver:
         self._by: dict[str, defaultdict[str, set[MemberKey]]] = {
             kind: defaultdict(set) for kind in ("vnet", "subnet", "sub", "rg", "tag", "tagkey")
         }
-        for nic in inventory.nics.values():
-            for config in nic.ip_configurations:
-                for location in inventory.locate_ip(config.private_ip) if config.private_ip else ():
-                    if location.nic is nic and location.ip_configuration is config:
-                        self._add(location)
+        for location in inventory.ip_locations():
+            self._add(location)
 
     def _add(self, location: IpLocation) -> None:
         member = member_key(location)
