@@ -86,19 +86,21 @@ def measure(nics: int) -> dict[str, Any]:
     inventory = normalize(iter_scaled_estate(*SHAPES[nics], seed=1))
     normalize_s = time.perf_counter() - started
     policy = make_policy(inventory)
+    cpu_started = time.process_time()
     started = time.perf_counter()
     compiled = compile_policy(policy, inventory)
     compile_s = time.perf_counter() - started
     started = time.perf_counter()
     plan = build_plan(compiled, inventory, policy.ownership)
     plan_s = time.perf_counter() - started
+    cpu_s = time.process_time() - cpu_started
     return {
         "nics": len(inventory.nics), "nsgs": len(plan.nsgs),
         "rules": sum(len(p.desired) for p in plan.nsgs),
         "asg_rules": sum(1 for p in plan.nsgs for r in p.desired
                          if r.source_asgs or r.destination_asgs),
         "errors": len(plan.errors) + sum(len(p.errors) for p in plan.nsgs),
-        "normalize_s": normalize_s, "compile_s": compile_s, "plan_s": plan_s,
+        "normalize_s": normalize_s, "compile_s": compile_s, "plan_s": plan_s, "cpu_s": cpu_s,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -114,7 +116,7 @@ def main() -> None:
     print(f"Compile + plan: {GROUPS} groups, {RULES} rules; one subprocess per size")
     print(f"{'NICs':>8} {'NSGs':>6} {'rules out':>10} {'ASG rules':>10} {'errors':>7} "
           f"{'gen+norm s':>12} {'compile s':>10} {'plan s':>7} {'(c+p)/g+n':>11} "
-          f"{'us/NIC':>7} {'peak RSS MiB':>13}")
+          f"{'us/NIC':>7} {'c+p CPU s':>10} {'peak RSS MiB':>13}")
     for size in (int(s) for s in args.sizes.split(",")):
         out = subprocess.run([sys.executable, __file__, "--child", str(size)], check=True,
                              capture_output=True, text=True, cwd=ROOT)
@@ -123,7 +125,7 @@ def main() -> None:
         print(f"{r['nics']:>8} {r['nsgs']:>6} {r['rules']:>10} {r['asg_rules']:>10} "
               f"{r['errors']:>7} {r['normalize_s']:>12.2f} {r['compile_s']:>10.2f} "
               f"{r['plan_s']:>7.2f} {work / r['normalize_s']:>11.2f} "
-              f"{work / r['nics'] * 1e6:>7.1f} {r['peak_rss_mib']:>13.0f}")
+              f"{work / r['nics'] * 1e6:>7.1f} {r['cpu_s']:>10.2f} {r['peak_rss_mib']:>13.0f}")
 
 
 if __name__ == "__main__":

@@ -49,12 +49,14 @@ def member_key(location: IpLocation) -> MemberKey:
 @dataclass(frozen=True, slots=True)
 class ResolvedGroup:
     name: str
-    members: tuple[IpLocation, ...]  # sorted by IP, then NIC id
+    members: tuple[IpLocation, ...]  # sorted by (NIC id, IP configuration name)
     external: tuple[IpNetwork, ...] = ()  # cidr ranges outside the estate
 
     @property
     def ips(self) -> tuple[str, ...]:
-        return tuple(str(m.ip) for m in self.members)
+        """Member IPs in address order (IPv4 first)."""
+        ordered = sorted(self.members, key=lambda m: (m.ip.version, int(m.ip)))
+        return tuple(str(m.ip) for m in ordered)
 
     @property
     def nic_ids(self) -> tuple[str, ...]:
@@ -226,9 +228,8 @@ class GroupResolver:
     def resolve(self, group: Group) -> ResolvedGroup:
         """Members of one group; raises ValueError with the reason for unresolvable refs."""
         members = self._select(group.selector)
-        ordered = sorted((self._all[m] for m in members),
-                         key=lambda m: (m.ip.version, int(m.ip), m.member_key))
-        return ResolvedGroup(group.name, tuple(ordered), _external(group.selector))
+        ordered = tuple(self._all[m] for m in sorted(members))  # by NIC id: C-level compares
+        return ResolvedGroup(group.name, ordered, _external(group.selector))
 
     def _select(self, selector: Selector) -> set[MemberKey]:  # noqa: PLR0911 - one per kind
         match selector:
