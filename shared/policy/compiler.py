@@ -211,7 +211,11 @@ class Compiler:
     def _rule(self, rule: Rule, direction: Direction, nsg: str,
               local: tuple[str, list[IpLocation]], peer: _Peer) -> DesiredRule:
         local_prefixes, local_asgs = self._side_for(nsg, local[0], local[1], scoped=True)
-        if peer.group is not None:
+        peer_prefixes: tuple[str, ...]
+        peer_asgs: tuple[str, ...]
+        if peer.group is not None and self._peer_candidates.get(peer.group.name) == frozenset():
+            peer_prefixes, peer_asgs = self._prefixes(peer.group), ()  # no ASG can be exact
+        elif peer.group is not None:
             peer_prefixes, peer_asgs = self._side_for(nsg, peer.group.name, peer.group.members,
                                                       scoped=False, external=peer.group)
         else:
@@ -265,9 +269,6 @@ class Compiler:
                    scoped: bool) -> str | None:
         """An ASG whose members equal the group's (within this NSG's scope for the protected
         side) and which lives in the VNet this NSG protects."""
-        vnets = self._vnet_of_scope.get(nsg, set())
-        if len(vnets) != 1:
-            return None
         if scoped:
             candidates = self._candidates(members)
         else:  # the peer side does not depend on the NSG: compute once per group
@@ -275,6 +276,9 @@ class Compiler:
                 self._peer_candidates[group] = self._candidates(members)
             candidates = self._peer_candidates[group]
         if not candidates:
+            return None
+        vnets = self._vnet_of_scope.get(nsg, set())
+        if len(vnets) != 1:
             return None
         wanted = {member_key(m) for m in members}
         scope = self._scope.get(nsg, set())
