@@ -139,6 +139,7 @@ class Compiler:
     def _index_scopes(self) -> None:
         inv = self.inventory
         vnet_keys = {vnet_id: key(vnet_id) for vnet_id in (v.id for v in inv.vnets.values())}
+        asg_keys: dict[str, str] = {}
         for where in inv.ip_locations():
             vnet = vnet_keys.get(where.vnet.id, "") if where.vnet is not None else ""
             for nsg in self._enforcing(where):
@@ -146,7 +147,10 @@ class Compiler:
                 if vnet:
                     self._vnet_of_scope[nsg].add(vnet)
             for asg in where.ip_configuration.asg_ids:
-                self._asg_vnets.setdefault(key(asg), set()).add(vnet)
+                asg_key = asg_keys.get(asg)
+                if asg_key is None:
+                    asg_key = asg_keys[asg] = key(asg)
+                self._asg_vnets.setdefault(asg_key, set()).add(vnet)
         for asg in inv.asgs:
             self._asg_members[asg] = frozenset(member_key(m) for m in inv.asg_members(asg))
             for member in self._asg_members[asg]:

@@ -205,6 +205,7 @@ class GroupResolver:
         self.inventory = inventory
         self._index = _Index(inventory)
         self._all: dict[MemberKey, IpLocation] = {}
+        self._keys: dict[str, str] = {}
         self._by: dict[str, defaultdict[str, set[MemberKey]]] = {
             kind: defaultdict(set) for kind in ("vnet", "subnet", "sub", "rg", "tag", "tagkey")
         }
@@ -212,18 +213,32 @@ class GroupResolver:
             self._add(location)
 
     def _add(self, location: IpLocation) -> None:
-        member = member_key(location)
+        """Index one member (hot: runs once per IP configuration of the estate)."""
+        member = location.member_key
         self._all[member] = location
+        by = self._by
         if location.vnet is not None:
-            self._by["vnet"][key(location.vnet.id)].add(member)
+            by["vnet"][self._key(location.vnet.id)].add(member)
         if location.subnet is not None:
-            self._by["subnet"][key(location.subnet.id)].add(member)
-        self._by["sub"][location.subscription_id].add(member)
-        for rg in _member_rgs(self.inventory, location):
-            self._by["rg"][rg].add(member)
-        for name, value in _member_tags(self.inventory, location).items():
-            self._by["tag"][f"{name}={value}"].add(member)
-            self._by["tagkey"][name].add(member)
+            by["subnet"][self._key(location.subnet.id)].add(member)
+        sub = location.subscription_id
+        by["sub"][sub].add(member)
+        nic = location.nic
+        vm = self.inventory.vms.get(self._key(nic.vm_id)) if nic.vm_id else None
+        for rg in {nic.resource_group, vm.resource_group if vm else ""} - {""}:
+            by["rg"][f"/subscriptions/{sub}/resourcegroups/{rg}".lower()].add(member)
+        tags = {k.lower(): v for k, v in nic.tags}  # VM tags win: workload tags live there
+        if vm is not None:
+            tags.update((k.lower(), v) for k, v in vm.tags)
+        for name, value in tags.items():
+            by["tag"][f"{name}={value}"].add(member)
+            by["tagkey"][name].add(member)
+
+    def _key(self, arm_id: str) -> str:
+        found = self._keys.get(arm_id)
+        if found is None:
+            found = self._keys[arm_id] = key(arm_id)
+        return found
 
     def resolve(self, group: Group) -> ResolvedGroup:
         """Members of one group; raises ValueError with the reason for unresolvable refs."""
@@ -265,21 +280,6 @@ class GroupResolver:
                       else self._by["tag"].get(f"{name.lower()}={value}", set()))
             found = set(bucket) if found is None else found & bucket
         return found or set()
-
-
-def _member_rgs(inventory: Inventory, member: IpLocation) -> set[str]:
-    rgs = {member.nic.resource_group, _vm_rg(inventory, member.nic.vm_id)} - {""}
-    return {f"/subscriptions/{member.subscription_id}/resourcegroups/{rg}".lower() for rg in rgs}
-
-
-def _member_tags(inventory: Inventory, member: IpLocation) -> dict[str, str]:
-    """NIC tags overlaid with the VM's (workload tags usually live on the VM). Tag names are
-    case-insensitive in Azure; values are not."""
-    tags = {k.lower(): v for k, v in member.nic.tags}
-    vm = inventory.vm_of(member.nic)
-    if vm is not None:
-        tags.update((k.lower(), v) for k, v in vm.tags)
-    return tags
 
 
 def _external(selector: Selector) -> tuple[IpNetwork, ...]:
