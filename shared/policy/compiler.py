@@ -224,8 +224,8 @@ class Compiler:
                                                       scoped=False, external=peer.group)
         else:
             peer_prefixes, peer_asgs = (peer.token or "*",), ()
-        if local_asgs and peer_asgs and not self._same_vnet(local_asgs + peer_asgs):
-            peer_prefixes, peer_asgs = self._prefixes(peer.group), ()
+        # both ASG sides, when used, live in the one VNet this NSG protects (_exact_asg checks
+        # it), which is Azure's rule for ASGs on both sides of one rule
         name, access, protocol, ports, text = self._template(rule, direction)
         if direction is Direction.INBOUND:  # priority 0: numbered per NSG once all are known
             return DesiredRule(name, 0, direction, access, protocol, peer_prefixes, peer_asgs,
@@ -302,12 +302,6 @@ class Compiler:
             if not found:
                 return frozenset()
         return found or frozenset()
-
-    def _same_vnet(self, asg_ids: tuple[str, ...]) -> bool:
-        vnets: set[str] = set()
-        for asg in asg_ids:
-            vnets |= self._asg_vnets.get(key(asg), set())
-        return len(vnets) <= 1
 
     def _prefixes(self, group: ResolvedGroup | None) -> tuple[str, ...]:
         if group is None:
