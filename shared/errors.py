@@ -6,7 +6,16 @@ and the CLI prints any :class:`ZtsError` as a one-line message instead of a trac
 
 from __future__ import annotations
 
-__all__ = ["ConcurrencyConflict", "ResourceNotStorable", "ZtsError"]
+__all__ = [
+    "ConcurrencyConflict",
+    "NsgNotFound",
+    "NsgWriteFailed",
+    "ResourceNotStorable",
+    "SourceReadError",
+    "SourceUnavailable",
+    "WriteOutcomeUnknown",
+    "ZtsError",
+]
 
 
 class ZtsError(Exception):
@@ -32,3 +41,32 @@ class ResourceNotStorable(ZtsError):
         super().__init__(f"{item_id}: {reason}")
         self.item_id = item_id
         self.reason = reason
+
+
+class SourceUnavailable(ZtsError):
+    """A discovery source cannot be used at all (denied, not registered, unreachable); the caller
+    falls back to another source."""
+
+
+class SourceReadError(ZtsError):
+    """A read that started failed part-way (retries exhausted, malformed answer): what it covered
+    is incomplete and must not be swept."""
+
+
+class NsgNotFound(ZtsError):
+    """The NSG does not exist (any more)."""
+
+
+class NsgWriteFailed(ZtsError):
+    """ARM refused or failed an NSG write; ``status`` is the HTTP status when there was one."""
+
+    def __init__(self, nsg_id: str, reason: str, status: int | None = None) -> None:
+        super().__init__(f"{nsg_id}: {reason}")
+        self.nsg_id = nsg_id
+        self.reason = reason
+        self.status = status
+
+
+class WriteOutcomeUnknown(ZtsError):
+    """A write was accepted but its long-running operation did not finish in time: the NSG must be
+    read again to learn what it holds."""

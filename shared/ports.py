@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
+
+from shared.domain.discovery import DiscoveryScope, SourceRead
 
 if TYPE_CHECKING:  # report types only; no adapter code is imported at run time
     from shared.adapters.table_store import SaveReport, SweepReport
@@ -21,3 +23,31 @@ class InventoryStore(Protocol):
     ) -> SweepReport: ...
 
     def load(self, subscription_ids: Iterable[str] | None = None) -> list[dict[str, Any]]: ...
+
+
+class ResourceSource(Protocol):
+    """Where discovery reads raw ARM resources from (Resource Graph, or ARM listings)."""
+
+    name: str
+    requests: int  # API requests made so far
+
+    def subscriptions(self, scope: DiscoveryScope) -> list[dict[str, Any]]:
+        """Subscription rows in scope; raises SourceUnavailable when this source cannot be used."""
+        ...
+
+    def read(self, subscription_ids: Sequence[str]) -> SourceRead:
+        """Every modeled resource (and resource group) of these subscriptions."""
+        ...
+
+
+class NsgGateway(Protocol):
+    """Read and conditionally write network security groups (raw ARM JSON)."""
+
+    def read(self, nsg_id: str) -> dict[str, Any]:
+        """The NSG with its ``etag``; raises NsgNotFound."""
+        ...
+
+    def write(self, nsg_id: str, body: Mapping[str, Any], etag: str) -> dict[str, Any]:
+        """PUT with ``If-Match: etag`` and wait for the operation; returns the NSG as stored.
+        Raises ConcurrencyConflict (412), WriteOutcomeUnknown (LRO timeout), NsgWriteFailed."""
+        ...

@@ -68,9 +68,11 @@ __all__ = [
     "StoredResource",
     "SweepReport",
     "TableInventoryStore",
+    "pack_json",
     "partition_key_for",
     "partition_key_for_subscription",
     "row_key_for",
+    "unpack_json",
 ]
 
 DEFAULT_TABLE_NAME: Final = "Inventory"
@@ -526,11 +528,9 @@ def _partition_or_none(arm_id: str) -> str | None:
 def _build_row(resource: Mapping[str, Any], arm_id: str, run_id: str, seen_at: datetime) -> _Row:
     """The entity for ``resource``; :class:`ResourceNotStorable` says why it cannot be stored."""
     try:
-        text = json.dumps(resource, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        packed, compressed = pack_json(resource)
     except (TypeError, ValueError) as error:
         raise ResourceNotStorable(arm_id, f"not JSON-serializable: {error}") from None
-    body = gzip.compress(text.encode("utf-8"), compresslevel=_COMPRESS_LEVEL, mtime=0)
-    parts = [body[i : i + BODY_CHUNK_BYTES] for i in range(0, len(body), BODY_CHUNK_BYTES)]
     entity: dict[str, Any] = {
         "PartitionKey": partition_key_for(arm_id),
         "RowKey": row_key_for(arm_id),
@@ -539,12 +539,41 @@ def _build_row(resource: Mapping[str, Any], arm_id: str, run_id: str, seen_at: d
         "Name": str(resource.get("name") or ""),
         "RunId": run_id,
         "SeenAt": seen_at.astimezone(UTC),
-        "BodyFormat": BODY_FORMAT,
-        "BodyParts": len(parts),
+        **packed,
     }
-    entity.update({f"Body{i}": part for i, part in enumerate(parts)})
-    _check_sizes(entity, arm_id, len(body))
+    _check_sizes(entity, arm_id, compressed)
     return _Row(entity["PartitionKey"], entity["RowKey"], arm_id, entity, _wire_size(entity))
+
+
+def pack_json(value: Any, prefix: str = "Body") -> tuple[dict[str, Any], int]:
+    """``value`` as gzipped JSON in Binary properties ``<prefix>0..N`` (64 KiB each) plus
+    ``<prefix>Parts`` and ``<prefix>Format``; also returns the compressed size. Raises TypeError
+    or ValueError for values JSON cannot hold."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    body = gzip.compress(text.encode("utf-8"), compresslevel=_COMPRESS_LEVEL, mtime=0)
+    parts = [body[i : i + BODY_CHUNK_BYTES] for i in range(0, len(body), BODY_CHUNK_BYTES)]
+    packed: dict[str, Any] = {f"{prefix}Format": BODY_FORMAT, f"{prefix}Parts": len(parts)}
+    packed.update({f"{prefix}{i}": part for i, part in enumerate(parts)})
+    return packed, len(body)
+
+
+def unpack_json(entity: Mapping[str, Any], label: str, prefix: str = "Body") -> Any:
+    """The value :func:`pack_json` stored; :class:`CorruptEntity` when it is damaged."""
+    if entity.get(f"{prefix}Format") != BODY_FORMAT:
+        raise CorruptEntity(f"{label}: unknown body format {entity.get(f'{prefix}Format')!r}")
+    count = entity.get(f"{prefix}Parts")
+    if not isinstance(count, int) or count < 1:
+        raise CorruptEntity(f"{label}: bad {prefix}Parts {count!r}")
+    parts: list[bytes] = []
+    for i in range(count):
+        part = entity.get(f"{prefix}{i}")
+        if not isinstance(part, bytes):
+            raise CorruptEntity(f"{label}: body part {i} is missing or not binary")
+        parts.append(part)
+    try:
+        return json.loads(gzip.decompress(b"".join(parts)))
+    except (OSError, EOFError, zlib.error, ValueError) as error:
+        raise CorruptEntity(f"{label}: body does not decode: {error}") from None
 
 
 def _check_sizes(entity: Mapping[str, Any], arm_id: str, compressed: int) -> None:
@@ -651,21 +680,7 @@ def _batch_failure(
 def _read_body(entity: Mapping[str, Any]) -> dict[str, Any]:
     """The resource JSON held by a stored entity; :class:`CorruptEntity` when it is damaged."""
     label = str(entity.get("ArmId") or entity.get("RowKey"))
-    if entity.get("BodyFormat") != BODY_FORMAT:
-        raise CorruptEntity(f"{label}: unknown body format {entity.get('BodyFormat')!r}")
-    count = entity.get("BodyParts")
-    if not isinstance(count, int) or count < 1:
-        raise CorruptEntity(f"{label}: bad BodyParts {count!r}")
-    parts: list[bytes] = []
-    for i in range(count):
-        part = entity.get(f"Body{i}")
-        if not isinstance(part, bytes):
-            raise CorruptEntity(f"{label}: body part {i} is missing or not binary")
-        parts.append(part)
-    try:
-        resource = json.loads(gzip.decompress(b"".join(parts)))
-    except (OSError, EOFError, zlib.error, ValueError) as error:
-        raise CorruptEntity(f"{label}: body does not decode: {error}") from None
+    resource = unpack_json(entity, label)
     if not isinstance(resource, dict):
         raise CorruptEntity(f"{label}: body is not a JSON object")
     return resource
