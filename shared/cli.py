@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from shared.adapters.snapshot_file import read_snapshot
+from shared.cli_azure import add_azure_commands
 from shared.domain.inventory import Inventory
 from shared.domain.normalize import SnapshotError, normalize
 from shared.policy.model import Policy
@@ -180,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=None,
                       help="also write the sample snapshot and flow logs to this folder")
     demo.set_defaults(handler=cmd_demo)
+    add_azure_commands(commands)
     return parser
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from shared.domain.audit import AuditEntry
 from shared.domain.discovery import DiscoveryScope, SourceRead
 
 if TYPE_CHECKING:  # report types only; no adapter code is imported at run time
@@ -50,4 +51,23 @@ class NsgGateway(Protocol):
     def write(self, nsg_id: str, body: Mapping[str, Any], etag: str) -> dict[str, Any]:
         """PUT with ``If-Match: etag`` and wait for the operation; returns the NSG as stored.
         Raises ConcurrencyConflict (412), WriteOutcomeUnknown (LRO timeout), NsgWriteFailed."""
+        ...
+
+
+class AuditLog(Protocol):
+    """Plans, every write zts makes, and what zts last wrote to each NSG (for drift)."""
+
+    def save_plan(self, plan_id: str, document: Mapping[str, Any]) -> None: ...
+
+    def get_plan(self, plan_id: str) -> dict[str, Any] | None: ...
+
+    def record(self, entry: AuditEntry) -> None: ...
+
+    def entries(self, plan_id: str) -> list[dict[str, Any]]: ...
+
+    def last_written(self, nsg_id: str) -> list[dict[str, Any]] | None:
+        """The owned rules zts last wrote to the NSG (ARM JSON), or None if it never did."""
+        ...
+
+    def set_written(self, nsg_id: str, rules: Sequence[Mapping[str, Any]], plan_id: str) -> None:
         ...
