@@ -15,6 +15,7 @@ from typing import Any
 from azure.core.credentials import TokenCredential
 
 PUBLIC_ARM = "https://management.azure.com"
+DEFAULT_POLLING_INTERVAL = 5.0  # seconds between LRO polls when ARM gives no Retry-After
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,14 +29,21 @@ class ArmSettings:
     ca_bundle: str | None = None
     retry_total: int = 6
     retry_backoff_factor: float = 0.8
-    polling_interval: float = 5.0
+    polling_interval: float = DEFAULT_POLLING_INTERVAL
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ArmSettings:
-        """``ZTS_ARM_ENDPOINT`` and ``ZTS_CA_BUNDLE`` (both optional)."""
+        """``ZTS_ARM_ENDPOINT``, ``ZTS_CA_BUNDLE`` and ``ZTS_LRO_POLL_SECONDS`` (all optional).
+        azure-core treats ``Retry-After: 0`` as absent and then waits the polling interval."""
         env = os.environ if env is None else env
+        poll = env.get("ZTS_LRO_POLL_SECONDS")
+        try:
+            interval = float(poll) if poll else DEFAULT_POLLING_INTERVAL
+        except ValueError:
+            raise ValueError(f"ZTS_LRO_POLL_SECONDS must be a number of seconds, got {poll!r}")\
+                from None
         return cls(arm_url=(env.get("ZTS_ARM_ENDPOINT") or PUBLIC_ARM).rstrip("/"),
-                   ca_bundle=env.get("ZTS_CA_BUNDLE") or None)
+                   ca_bundle=env.get("ZTS_CA_BUNDLE") or None, polling_interval=interval)
 
     def client_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {

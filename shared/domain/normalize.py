@@ -57,12 +57,20 @@ def rows_from_document(document: Any) -> list[Any]:
     raise SnapshotError(f"snapshot must be a JSON array or object, got {type(document).__name__}")
 
 
+# ARM's own spelling of a type -> the Resource Graph spelling the parsers are registered under
+TYPE_ALIASES = {
+    "microsoft.resources/resourcegroups": "microsoft.resources/subscriptions/resourcegroups",
+}
+
+
 def type_of(row: Mapping[str, Any], resource_id: str) -> str:
     """The lower-cased ARM type of a row; rows without ``type`` (ARM subscription listings) get it
-    from their id."""
+    from their id. ARM calls resource groups ``Microsoft.Resources/resourceGroups`` where
+    Resource Graph says ``microsoft.resources/subscriptions/resourcegroups``: both are read."""
     declared = row.get("type")
     if isinstance(declared, str) and declared:
-        return declared.lower()
+        lowered = declared.lower()
+        return TYPE_ALIASES.get(lowered, lowered)
     return arm_id.parse(resource_id).full_type
 
 
