@@ -1,0 +1,1 @@
+"""In-process HTTPS fakes of external services, for tests and benchmarks."""
