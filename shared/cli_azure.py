@@ -7,7 +7,9 @@ workload identity...); there is no secret option. Settings (environment):
   extra CA file to trust;
 * ``ZTS_STORAGE_TABLE_ENDPOINT`` (with the identity) or ``ZTS_STORAGE_CONNECTION_STRING``
   (Azurite, development) — where inventory, plans and the audit trail live;
-* ``ZTS_TABLE_PREFIX`` — table name prefix (default ``zts``).
+* ``ZTS_TABLE_PREFIX`` — prefix of the plan/audit tables (default ``zts``);
+  ``ZTS_INVENTORY_TABLE`` — the inventory table (default ``Inventory``);
+* ``ZTS_LRO_POLL_SECONDS`` — seconds between polls of a running NSG update (default 5).
 """
 
 from __future__ import annotations
@@ -106,15 +108,18 @@ def cmd_discover(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _persist(result: DiscoveryResult, err: TextIO) -> dict[str, Any] | None:
-    from shared.adapters.table_store import TableInventoryStore
+    from shared.adapters.table_store import DEFAULT_TABLE_NAME, TableInventoryStore
     from shared.services.enforcement import new_plan_id
     from shared.services.inventory_sync import persist_run
 
     env = os.environ
+    table = env.get("ZTS_INVENTORY_TABLE") or DEFAULT_TABLE_NAME
     if env.get("ZTS_STORAGE_CONNECTION_STRING"):
-        store = TableInventoryStore.from_connection_string(env["ZTS_STORAGE_CONNECTION_STRING"])
+        store = TableInventoryStore.from_connection_string(env["ZTS_STORAGE_CONNECTION_STRING"],
+                                                           table)
     elif env.get("ZTS_STORAGE_TABLE_ENDPOINT"):
-        store = TableInventoryStore.from_endpoint(env["ZTS_STORAGE_TABLE_ENDPOINT"], _credential())
+        store = TableInventoryStore.from_endpoint(env["ZTS_STORAGE_TABLE_ENDPOINT"],
+                                                  _credential(), table)
     else:
         print("zts: --persist needs ZTS_STORAGE_TABLE_ENDPOINT or ZTS_STORAGE_CONNECTION_STRING",
               file=err)
@@ -151,7 +156,9 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     gateway = ArmNsgGateway(_credential(), ArmSettings.from_env()) if args.yes else None
     reconciler = Reconciler(
         loaded.policy, gateway, audit,
-        Guardrails(max_delete_fraction=args.max_delete), trigger="cli",
+        Guardrails(max_delete_fraction=args.max_delete,
+                   refuse_unwritten_open_allows=not args.allow_unwritten_open_allows),
+        trigger="cli",
         actor=os.environ.get("ZTS_ACTOR") or f"cli:{getpass.getuser()}")
     try:
         report = reconciler.run(inventory, apply=args.yes)
@@ -279,6 +286,9 @@ def add_azure_commands(commands: Any) -> None:
     apply.add_argument("--max-delete", type=float, default=0.25, metavar="FRACTION",
                        help="refuse a run deleting more than this share of zts-owned rules "
                             "(default 0.25; 1 disables)")
+    apply.add_argument("--allow-unwritten-open-allows", action="store_true",
+                       help="break glass: do not refuse inbound allows from */Internet/0.0.0.0/0 "
+                            "that the policy does not write as 'from: internet' or 'from: any'")
     apply.add_argument("--json", action="store_true", help="machine-readable report")
     apply.set_defaults(handler=cmd_apply)
 

@@ -173,3 +173,37 @@ def test_cli_discover_uses_the_managed_identity_and_writes_a_snapshot(
     assert summary["complete"] == len(SUBSCRIPTIONS) and summary["failed"] == {}
     assert counts(json.loads(out_file.read_text())["data"]) == counts(ROWS)
     assert fake.count("GET", "/msi/token") >= 1
+
+
+def test_management_group_scope_reads_only_its_subscriptions() -> None:
+    inside = SUBSCRIPTIONS[:2]
+    with FakeAzure(ROWS, management_groups={"mg-prod": inside}) as fake:
+        graph = ResourceGraphSource(CRED, settings(fake))
+        result = discover(DiscoveryScope(management_group="mg-prod"), graph)
+        assert result.ok and sorted(result.complete) == inside
+        assert {r["subscriptionId"].lower() for r in result.rows} == set(inside)
+        listing = next(r for r in fake.requests if r.path.endswith("/resources"))
+        assert listing.body["managementGroups"] == ["mg-prod"]
+        with pytest.raises(SourceUnavailable, match="management-group scope needs Resource"):
+            discover(DiscoveryScope(management_group="mg-prod"),
+                     ArmListingSource(CRED, settings(fake)))
+
+
+def test_cli_persist_sweeps_complete_subscriptions(fake: FakeAzure, azurite: Azurite,
+                                                   table_name: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IDENTITY_ENDPOINT", f"{fake.url}/msi/token")
+    monkeypatch.setenv("IDENTITY_HEADER", "local-test")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", fake.ca_path)
+    monkeypatch.setenv("ZTS_ARM_ENDPOINT", fake.url)
+    monkeypatch.setenv("ZTS_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    monkeypatch.setenv("ZTS_INVENTORY_TABLE", table_name)
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["discover", "--persist", "--json"], out, err) == 0, err.getvalue()
+    summary = json.loads(out.getvalue())
+    assert summary["persist"] == {"ok": True, "swept": len(SUBSCRIPTIONS), "notSwept": []}
+    with TableInventoryStore.from_connection_string(azurite.connection_string,
+                                                    table_name) as store:
+        assert counts(store.load()) == counts(ROWS)
