@@ -47,7 +47,9 @@ class DiscoveryResult:
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        """Every subscription in scope was read completely, and there was at least one: an
+        identity that sees nothing is a permissions problem, not an empty estate."""
+        return not self.failed and bool(self.subscriptions)
 
     def summary(self) -> dict[str, Any]:
         return {

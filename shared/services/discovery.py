@@ -35,6 +35,9 @@ def discover(scope: DiscoveryScope, primary: ResourceSource,
         source, fallback = fallback, None
         sub_rows = source.subscriptions(scope)
     subscriptions = _subscription_names(sub_rows)
+    if not subscriptions:
+        notes.append(f"no subscription is visible to this identity in scope ({scope.describe()}): "
+                     "give it Reader on the subscriptions or on a management group above them")
     failed: dict[str, str] = {}
     for wanted in scope.subscriptions:
         if wanted.lower() not in subscriptions:

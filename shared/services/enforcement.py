@@ -166,7 +166,8 @@ class Reconciler:
     # -- guardrails --------------------------------------------------------------------------
 
     def _refusals(self, plan: Plan, inventory: Inventory) -> list[str]:
-        refused = [f"policy error: {e.message}" for e in plan.errors]
+        refused = [f"plan error (nothing is written while the plan has errors): {e.message}"
+                   + (f" [{e.nsg_id}]" if e.nsg_id else "") for e in plan.errors]
         if self.guardrails.refuse_unwritten_open_allows:
             refused += open_allow_violations(plan.nsgs, self.policy)
         owned_now = owned_rule_count((n.rules for n in inventory.nsgs.values()),

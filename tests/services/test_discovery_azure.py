@@ -207,3 +207,10 @@ def test_cli_persist_sweeps_complete_subscriptions(fake: FakeAzure, azurite: Azu
     with TableInventoryStore.from_connection_string(azurite.connection_string,
                                                     table_name) as store:
         assert counts(store.load()) == counts(ROWS)
+
+
+def test_an_identity_that_sees_no_subscription_is_not_an_empty_estate() -> None:
+    with FakeAzure([]) as fake:
+        result = discover(DiscoveryScope(), ResourceGraphSource(CRED, settings(fake)))
+        assert result.rows == [] and not result.ok
+        assert "no subscription is visible" in result.notes[0]

@@ -24,7 +24,7 @@ from shared.domain.normalize import normalize
 from shared.local.azurite import Azurite
 from shared.policy.guardrails import Guardrails
 from shared.policy.loader import load_policy_file
-from shared.policy.model import Policy
+from shared.policy.model import Ownership, Policy
 from shared.policy.planner import owned
 from shared.sample.estate import ESTATE_JSON_PATH
 from shared.services.discovery import discover
@@ -265,3 +265,12 @@ def test_cli_apply_is_a_dry_run_unless_told_yes(fake: FakeAzure, azurite: Azurit
     shown = json.loads(out.getvalue())
     assert shown["id"] == applied["planId"] and len(shown["writes"]) == applied["summary"][
         "writes"]
+
+
+def test_a_plan_with_errors_writes_nothing(fake: FakeAzure, audit: TableAuditLog) -> None:
+    cramped = dataclasses.replace(POLICY, ownership=Ownership(band_low=1000, band_high=1002))
+    report = reconcile(fake, audit, policy=cramped)
+    assert report.plan.errors and report.refused
+    assert all(r.startswith("plan error") for r in report.refused)
+    assert "priority band" in report.refused[0]
+    assert report.writes == 0 and fake.count("PUT") == 0 and not report.ok
