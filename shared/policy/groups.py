@@ -144,7 +144,7 @@ class ResolutionIssue:
 
 
 @dataclass
-class _Index:
+class NameIndex:
     """Name -> candidate ids for each kind a selector can name, built once per inventory."""
 
     inventory: Inventory
@@ -205,7 +205,7 @@ class GroupResolver:
 
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory
-        self._index = _Index(inventory)
+        self._index = NameIndex(inventory)
         self._all: dict[MemberKey, IpLocation] = {}
         self._keys: dict[str, str] = {}
         self._by: dict[str, defaultdict[str, set[MemberKey]]] = {
