@@ -25,6 +25,8 @@ class InventoryStore(Protocol):
 
     def load(self, subscription_ids: Iterable[str] | None = None) -> list[dict[str, Any]]: ...
 
+    def delete(self, arm_id: str) -> bool: ...
+
 
 class ResourceSource(Protocol):
     """Where discovery reads raw ARM resources from (Resource Graph, or ARM listings)."""
@@ -70,4 +72,20 @@ class AuditLog(Protocol):
         ...
 
     def set_written(self, nsg_id: str, rules: Sequence[Mapping[str, Any]], plan_id: str) -> None:
+        ...
+
+
+class ResourceReader(Protocol):
+    """Re-read one resource by id (events carry no body)."""
+
+    def get(self, resource_id: str, resource_type: str) -> dict[str, Any] | None:
+        """The resource as ARM returns it, or None when it does not exist."""
+        ...
+
+
+class NsgQueue(Protocol):
+    """Per-NSG reconcile requests, coalesced: one pending request per NSG at a time."""
+
+    def request(self, nsg_id: str, reason: str, event_id: str) -> bool:
+        """Queue a reconcile of the NSG; False when one was already pending (coalesced)."""
         ...

@@ -323,6 +323,14 @@ class TableInventoryStore:
             raise ConcurrencyConflict(arm_id, "deleted since it was read") from error
         return str(metadata["etag"])
 
+    def delete(self, arm_id: str) -> bool:
+        """Remove the row of ``arm_id`` (an event saw the resource gone); False if none."""
+        try:
+            self._table().delete_entity(partition_key_for(arm_id), row_key_for(arm_id))
+        except ResourceNotFoundError:
+            return False
+        return True
+
     def sweep(
         self,
         run_id: str,

@@ -81,6 +81,7 @@ class ImpactIndex:
     def __init__(self, policy: Policy, inventory: Inventory) -> None:
         self.policy = policy
         self._names = NameIndex(inventory)
+        self.nsg_ids = {key(n.id): n.id for n in inventory.nsgs.values()}  # key -> as spelled
         self._predicates = {g.name: self._compile(g.selector) for g in policy.groups}
         self._asg_groups = {g.name for g in policy.groups if _mentions_asg(g.selector)}
         self._peers = self._far_sides(policy)

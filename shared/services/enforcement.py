@@ -20,11 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.domain.arm_id import key
 from shared.domain.assets import Nsg
 from shared.domain.audit import AuditEntry
 from shared.domain.findings import Finding
@@ -134,10 +135,16 @@ class Reconciler:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
-    def run(self, inventory: Inventory, *, apply: bool) -> ReconcileReport:
-        """Plan against ``inventory``; with ``apply``, write the NSGs that need it."""
+    def run(self, inventory: Inventory, *, apply: bool,
+            only: Collection[str] | None = None) -> ReconcileReport:
+        """Plan against ``inventory``; with ``apply``, write the NSGs that need it. ``only``
+        (NSG ids) limits the run to those NSGs: what an event-driven reconcile asks for."""
         compiled = compile_policy(self.policy, inventory)
         plan = build_plan(compiled, inventory, self.policy.ownership)
+        if only is not None:
+            wanted = {key(n) for n in only}
+            plan = Plan([p for p in plan.nsgs if key(p.nsg_id) in wanted], plan.warnings,
+                        plan.errors)
         plan_id = new_plan_id(self.clock())
         refused = self._refusals(plan, inventory)
         report = ReconcileReport(plan_id, not apply, plan, refused, [], [], 0)

@@ -139,6 +139,9 @@ _DEFAULT_RULES: Final = (
 )  # fmt: skip
 
 _I = re.IGNORECASE
+_ROUTE_RESOURCE_ID: Final = re.compile(
+    r"^/subscriptions/[^/]+/resourcegroups/[^/]+/providers/[^/]+/[^/]+/[^/]+$", _I
+)
 _ROUTE_ARG: Final = re.compile(r"^/providers/microsoft\.resourcegraph/resources$", _I)
 _ROUTE_SUBSCRIPTIONS: Final = re.compile(r"^/subscriptions$", _I)
 _ROUTE_SUBSCRIPTION: Final = re.compile(r"^/subscriptions/([^/]+)$", _I)
@@ -548,6 +551,28 @@ class FakeAzure:
             self._store(key, row)
             return etag
 
+    def put_resource(self, row: Mapping[str, Any]) -> None:
+        """Create or replace any resource (ARG shape), as a change made in the portal would."""
+        with self._lock:
+            stored = copy.deepcopy(dict(row))
+            if str(stored["type"]).lower() == NSG_TYPE:
+                stored.setdefault("etag", _new_etag())
+            self._store(str(stored["id"]).lower(), stored)
+
+    def delete_resource(self, resource_id: str) -> None:
+        """Remove a resource (and its entries in the indexes)."""
+        with self._lock:
+            lowered = resource_id.lower()
+            row = self._rows.pop(lowered, None)
+            if row is None:
+                raise KeyError(resource_id)
+            kind = str(row["type"]).lower()
+            sub = str(row.get("subscriptionId") or "").lower()
+            for ids in (self._by_type.get(kind, []), self._by_sub_type.get((sub, kind), [])):
+                if lowered in ids:
+                    ids.remove(lowered)
+            self._id_lists.clear()
+
     def before_put(self, nsg_id: str, fn: Callable[[], None]) -> None:
         """Run ``fn`` once, just before the next PUT of that NSG is checked and stored (after
         authentication and routing, before the If-Match check): a concurrent writer."""
@@ -693,7 +718,17 @@ class FakeAzure:
                         405, "MethodNotAllowed", f"{method} is not supported on {path} by the fake."
                     )
                 return handler(match)
+        if method == "GET" and _ROUTE_RESOURCE_ID.match(path):
+            return self._get_by_id(path)
         raise _ApiError(404, "NotFound", f"The fake does not serve {method} {path}.")
+
+    def _get_by_id(self, path: str) -> _Response:
+        """GET of any stored resource by its id (what ``resources.get_by_id`` sends)."""
+        with self._lock:
+            row = self._rows.get(path.rstrip("/").lower())
+            if row is None:
+                raise _ApiError(404, "ResourceNotFound", f"The resource '{path}' was not found.")
+            return _Response(200, self._arm_shape(copy.deepcopy(row)))
 
     def _take_fault(self, method: str, path: str) -> _Response | None:
         with self._lock:
