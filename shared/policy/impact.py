@@ -85,6 +85,7 @@ class ImpactIndex:
         self._predicates = {g.name: self._compile(g.selector) for g in policy.groups}
         self._asg_groups = {g.name for g in policy.groups if _mentions_asg(g.selector)}
         self._peers = self._far_sides(policy)
+        self._ruled = {n for r in policy.rules for n in (r.source, r.destination)}  # ASG users
         self._subnets: dict[str, tuple[str, str | None]] = {}  # subnet -> (vnet, nsg)
         self._vnet_subnets: dict[str, set[str]] = defaultdict(set)
         self._vms: dict[str, Vm] = {}
@@ -224,7 +225,8 @@ class ImpactIndex:
         # (its members, their VNets and the NSGs in front of them all decide that)
         touched = {a for f, _ in old_pairs if f not in new for a in f.asgs}
         touched |= {a for f in new if f not in old for a in f.asgs}
-        stand_ins = {g for asg in touched for g, n in self._asg_groups_held[asg].items() if n > 0}
+        stand_ins = {g for asg in touched for g, n in self._asg_groups_held[asg].items()
+                     if n > 0 and g in self._ruled}
         for group in impact.groups | stand_ins:
             impact.nsgs |= self.nsgs_of_group(group)
             for peer in self._peers.get(group, ()):

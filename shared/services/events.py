@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,8 @@ from shared.events.parse import NSG, Ignored, Malformed, ResourceEvent, parse_ev
 from shared.policy.impact import ImpactIndex
 from shared.ports import InventoryStore, NsgQueue, ResourceReader
 from shared.services.enforcement import Reconciler, ReconcileReport
+
+REQUEST_CONCURRENCY = 8  # queue requests in flight per event
 
 
 @dataclass
@@ -101,12 +104,13 @@ class EventProcessor:
                 outcome.reason = "zts's own write"
         outcome.groups = sorted(impact.groups)
         reason = f"{event.kind} {event.target_type} {event.target.rsplit('/', 1)[-1]}"
-        for nsg_key in sorted(nsgs):
-            nsg_id = self.index.nsg_ids.get(nsg_key, nsg_key)
-            if self.queue.request(nsg_id, reason, event.id):
-                outcome.queued.append(nsg_id)
-            else:
-                outcome.coalesced.append(nsg_id)
+        ids = [self.index.nsg_ids.get(k, k) for k in sorted(nsgs)]
+        # independent requests: send them side by side (each is a marker insert + a message)
+        with ThreadPoolExecutor(max_workers=min(REQUEST_CONCURRENCY, len(ids) or 1)) as pool:
+            sent = list(pool.map(lambda nsg_id: self.queue.request(nsg_id, reason, event.id),
+                                 ids))
+        for nsg_id, new in zip(ids, sent, strict=True):
+            (outcome.queued if new else outcome.coalesced).append(nsg_id)
         return outcome
 
 
