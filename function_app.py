@@ -6,7 +6,9 @@ function from the host.
 
 import azure.functions as func
 
+from functions.events import bp as events_bp
 from functions.health_http import bp as health_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health_bp)
+app.register_functions(events_bp)

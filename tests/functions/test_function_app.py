@@ -6,10 +6,7 @@ import json
 
 import azure.functions as func
 
-from function_app import app
-
-# get_functions() may run only once per FunctionApp (it remembers names): index once here.
-FUNCTIONS = {f.get_function_name(): f for f in app.get_functions()}
+from tests.functions.indexed import INDEXED as FUNCTIONS
 
 
 def test_app_indexes_health() -> None:

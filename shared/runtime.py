@@ -1,0 +1,171 @@
+"""The Functions app's composition root: settings -> adapters -> services, built lazily on first
+use and reused while the instance stays warm (nothing happens at import time).
+
+The event path keeps an impact index in memory, built from the stored inventory on the first
+event an instance sees (a cold start pays one inventory load) and updated event by event after.
+A full discovery run replaces it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+    from shared.adapters.arm_nsg import ArmNsgGateway
+    from shared.adapters.arm_resources import ArmResourceReader
+    from shared.adapters.audit_store import TableAuditLog
+    from shared.adapters.nsg_queue import StorageNsgQueue
+    from shared.adapters.table_store import TableInventoryStore
+    from shared.domain.inventory import Inventory
+    from shared.policy.model import Policy
+    from shared.services.enforcement import Reconciler
+    from shared.services.events import EventProcessor
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    credential: TokenCredential | None = None  # None: DefaultAzureCredential on first use
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _built: dict[str, Any] = field(default_factory=dict)
+
+    def _once(self, name: str, build: Any) -> Any:
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = build()
+            return self._built[name]
+
+    def identity(self) -> TokenCredential:
+        if self.credential is None:
+            from shared.adapters.azure_clients import default_credential
+
+            self.credential = default_credential()
+        return self.credential
+
+    def arm(self) -> Any:
+        from shared.adapters.azure_clients import ArmSettings
+
+        return ArmSettings.from_env(self.settings.arm_environment())
+
+    def policy(self) -> Policy:
+        def build() -> Policy:
+            from shared.policy.loader import load_policy_file
+            from shared.settings import SettingsError
+
+            self.settings.require("policy")
+            assert self.settings.policy_path is not None
+            loaded = load_policy_file(self.settings.policy_path)
+            if loaded.policy is None:
+                raise SettingsError(f"policy {self.settings.policy_path}: {e}"
+                                    for e in loaded.errors)
+            return loaded.policy
+        result: Policy = self._once("policy", build)
+        return result
+
+    def inventory_store(self) -> TableInventoryStore:
+        def build() -> TableInventoryStore:
+            from shared.adapters.table_store import TableInventoryStore
+
+            s = self.settings.require("storage")
+            if s.storage_connection_string:
+                return TableInventoryStore.from_connection_string(s.storage_connection_string,
+                                                                  s.inventory_table)
+            return TableInventoryStore.from_endpoint(s.table_endpoint, self.identity(),
+                                                     s.inventory_table)
+        result: TableInventoryStore = self._once("inventory_store", build)
+        return result
+
+    def audit(self) -> TableAuditLog:
+        def build() -> TableAuditLog:
+            from shared.adapters.audit_store import TableAuditLog
+
+            s = self.settings.require("storage")
+            if s.storage_connection_string:
+                return TableAuditLog.from_connection_string(s.storage_connection_string,
+                                                            s.table_prefix)
+            return TableAuditLog.from_endpoint(s.table_endpoint, self.identity(), s.table_prefix)
+        result: TableAuditLog = self._once("audit", build)
+        return result
+
+    def queue(self) -> StorageNsgQueue:
+        def build() -> StorageNsgQueue:
+            from shared.adapters.nsg_queue import StorageNsgQueue
+
+            s = self.settings.require("storage", "queue")
+            pending = f"{s.table_prefix}Pending"
+            if s.storage_connection_string:
+                queue = StorageNsgQueue.from_connection_string(s.storage_connection_string,
+                                                               table_name=pending)
+            else:
+                queue = StorageNsgQueue.from_endpoints(s.queue_endpoint, s.table_endpoint,
+                                                       self.identity(), table_name=pending)
+            queue.create_queue()
+            return queue
+        result: StorageNsgQueue = self._once("queue", build)
+        return result
+
+    def reader(self) -> ArmResourceReader:
+        def build() -> ArmResourceReader:
+            from shared.adapters.arm_resources import ArmResourceReader
+
+            return ArmResourceReader(self.identity(), self.arm())
+        result: ArmResourceReader = self._once("reader", build)
+        return result
+
+    def gateway(self) -> ArmNsgGateway:
+        def build() -> ArmNsgGateway:
+            from shared.adapters.arm_nsg import ArmNsgGateway
+
+            return ArmNsgGateway(self.identity(), self.arm())
+        result: ArmNsgGateway = self._once("gateway", build)
+        return result
+
+    def stored_inventory(self) -> Inventory:
+        from shared.domain.normalize import normalize
+
+        return normalize(self.inventory_store().load())
+
+    def events(self) -> EventProcessor:
+        def build() -> EventProcessor:
+            from shared.policy.impact import ImpactIndex
+            from shared.services.events import EventProcessor
+
+            own = {self.settings.own_client_id} - {""}
+            return EventProcessor(ImpactIndex(self.policy(), self.stored_inventory()),
+                                  self.reader(), self.inventory_store(), self.queue(),
+                                  own_callers=own)
+        result: EventProcessor = self._once("events", build)
+        return result
+
+    def reconciler(self, trigger: str) -> Reconciler:
+        from shared.services.enforcement import Reconciler
+
+        gateway = self.gateway() if self.settings.enforcement_enabled else None
+        actor = f"app:{self.settings.own_client_id or 'managed-identity'}"
+        return Reconciler(self.policy(), gateway, self.audit(), trigger=trigger, actor=actor)
+
+
+_RUNTIME: Runtime | None = None
+_RUNTIME_LOCK = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    """The instance's runtime (settings read on first use)."""
+    global _RUNTIME  # noqa: PLW0603 - one composition root per worker process
+    with _RUNTIME_LOCK:
+        if _RUNTIME is None:
+            _RUNTIME = Runtime(Settings.from_env())
+        return _RUNTIME
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    """Install a runtime (tests, the local runner) or drop it so the next use rebuilds."""
+    global _RUNTIME  # noqa: PLW0603
+    with _RUNTIME_LOCK:
+        _RUNTIME = runtime

@@ -1,0 +1,101 @@
+"""App settings, read once and validated together: a missing or malformed setting is reported
+with every other problem at once, naming the setting, instead of failing later in a trigger.
+
+Identity, not secrets: storage is reached through endpoints and the managed identity
+(``AZURE_CLIENT_ID`` names the user-assigned identity). ``ZTS_STORAGE_CONNECTION_STRING`` exists
+for Azurite and local runs only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.errors import ZtsError
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ZtsError):
+    """Settings are missing or malformed; ``problems`` lists each one."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid settings: " + "; ".join(self.problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    table_endpoint: str = ""
+    queue_endpoint: str = ""
+    storage_connection_string: str = ""  # development (Azurite) only
+    table_prefix: str = "zts"
+    inventory_table: str = "Inventory"
+    policy_path: Path | None = None
+    subscriptions: tuple[str, ...] = ()
+    management_group: str = ""
+    enforcement_enabled: bool = False
+    own_client_id: str = ""  # AZURE_CLIENT_ID: zts's identity, to recognise its own writes
+    arm_endpoint: str = ""
+    ca_bundle: str = ""
+    lro_poll_seconds: str = ""
+    problems: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        problems: list[str] = []
+        enforcement = env.get("ZTS_ENFORCEMENT_ENABLED", "").strip().lower()
+        if enforcement not in _TRUE | _FALSE:
+            problems.append(f"ZTS_ENFORCEMENT_ENABLED must be true or false, got {enforcement!r}")
+        prefix = env.get("ZTS_TABLE_PREFIX", "zts").strip() or "zts"
+        if not prefix.isalnum():
+            problems.append(f"ZTS_TABLE_PREFIX must be letters and digits, got {prefix!r}")
+        policy = env.get("ZTS_POLICY_PATH", "").strip()
+        subscriptions = tuple(s.strip() for s in env.get("ZTS_SUBSCRIPTIONS", "").split(",")
+                              if s.strip())
+        return cls(
+            table_endpoint=env.get("ZTS_STORAGE_TABLE_ENDPOINT", "").strip(),
+            queue_endpoint=env.get("ZTS_STORAGE_QUEUE_ENDPOINT", "").strip(),
+            storage_connection_string=env.get("ZTS_STORAGE_CONNECTION_STRING", "").strip(),
+            table_prefix=prefix,
+            inventory_table=env.get("ZTS_INVENTORY_TABLE", "Inventory").strip() or "Inventory",
+            policy_path=Path(policy) if policy else None,
+            subscriptions=subscriptions,
+            management_group=env.get("ZTS_MANAGEMENT_GROUP", "").strip(),
+            enforcement_enabled=enforcement in _TRUE,
+            own_client_id=env.get("AZURE_CLIENT_ID", "").strip().lower(),
+            arm_endpoint=env.get("ZTS_ARM_ENDPOINT", "").strip(),
+            ca_bundle=env.get("ZTS_CA_BUNDLE", "").strip(),
+            lro_poll_seconds=env.get("ZTS_LRO_POLL_SECONDS", "").strip(),
+            problems=tuple(problems),
+        )
+
+    def require(self, *capabilities: str) -> Settings:
+        """Raise :class:`SettingsError` listing everything the capabilities need and lack
+        (``storage``, ``queue``, ``policy``)."""
+        problems = list(self.problems)
+        has_connection = bool(self.storage_connection_string)
+        if "storage" in capabilities and not (self.table_endpoint or has_connection):
+            problems.append("ZTS_STORAGE_TABLE_ENDPOINT is not set (the Table endpoint of zts's "
+                            "storage account)")
+        if "queue" in capabilities and not (self.queue_endpoint or has_connection):
+            problems.append("ZTS_STORAGE_QUEUE_ENDPOINT is not set (the Queue endpoint of zts's "
+                            "storage account)")
+        if "policy" in capabilities:
+            if self.policy_path is None:
+                problems.append("ZTS_POLICY_PATH is not set (the policy file deployed with the "
+                                "app)")
+            elif not self.policy_path.is_file():
+                problems.append(f"ZTS_POLICY_PATH {self.policy_path} is not a file")
+        if problems:
+            raise SettingsError(problems)
+        return self
+
+    def arm_environment(self) -> dict[str, str]:
+        """The ARM settings in the form :class:`ArmSettings.from_env` reads."""
+        return {name: value for name, value in (
+            ("ZTS_ARM_ENDPOINT", self.arm_endpoint), ("ZTS_CA_BUNDLE", self.ca_bundle),
+            ("ZTS_LRO_POLL_SECONDS", self.lro_poll_seconds)) if value}
