@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for path in (ROOT, ROOT / "benchmarks"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 from azure.core.credentials import AccessToken  # noqa: E402
+from bench_policy import make_policy  # noqa: E402
 
-from benchmarks.bench_policy import make_policy  # noqa: E402
 from shared.adapters.arm_resources import ArmResourceReader  # noqa: E402
 from shared.adapters.azure_clients import ArmSettings  # noqa: E402
 from shared.adapters.nsg_queue import StorageNsgQueue  # noqa: E402

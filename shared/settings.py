@@ -62,7 +62,7 @@ class Settings:
             storage_connection_string=env.get("ZTS_STORAGE_CONNECTION_STRING", "").strip(),
             table_prefix=prefix,
             inventory_table=env.get("ZTS_INVENTORY_TABLE", "Inventory").strip() or "Inventory",
-            policy_path=Path(policy) if policy else None,
+            policy_path=_app_relative(policy) if policy else None,
             subscriptions=subscriptions,
             management_group=env.get("ZTS_MANAGEMENT_GROUP", "").strip(),
             enforcement_enabled=enforcement in _TRUE,
@@ -99,3 +99,12 @@ class Settings:
         return {name: value for name, value in (
             ("ZTS_ARM_ENDPOINT", self.arm_endpoint), ("ZTS_CA_BUNDLE", self.ca_bundle),
             ("ZTS_LRO_POLL_SECONDS", self.lro_poll_seconds)) if value}
+
+
+APP_ROOT = Path(__file__).resolve().parent.parent  # where function_app.py is deployed
+
+
+def _app_relative(path: str) -> Path:
+    """A relative setting path is read from the app's folder, whatever the working directory."""
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else APP_ROOT / candidate

@@ -1,0 +1,22 @@
+// The user-assigned managed identity zts uses for everything: host storage, its own data,
+// Resource Graph and ARM, Log Analytics, Key Vault references, email. No keys anywhere.
+
+@description('Name of the user-assigned managed identity.')
+param name string
+
+@description('Azure region.')
+param location string
+
+@description('Tags applied to the identity.')
+param tags object = {}
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: name
+  location: location
+  tags: tags
+}
+
+output id string = identity.id
+output name string = identity.name
+output clientId string = identity.properties.clientId
+output principalId string = identity.properties.principalId
