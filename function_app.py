@@ -8,7 +8,9 @@ import azure.functions as func
 
 from functions.events import bp as events_bp
 from functions.health_http import bp as health_bp
+from functions.runs import bp as runs_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health_bp)
 app.register_functions(events_bp)
+app.register_functions(runs_bp)

@@ -20,10 +20,14 @@ if TYPE_CHECKING:
     from shared.adapters.arm_nsg import ArmNsgGateway
     from shared.adapters.arm_resources import ArmResourceReader
     from shared.adapters.audit_store import TableAuditLog
+    from shared.adapters.json_queue import JsonQueue
     from shared.adapters.nsg_queue import StorageNsgQueue
+    from shared.adapters.run_store import TableRunStore
     from shared.adapters.table_store import TableInventoryStore
+    from shared.domain.discovery import DiscoveryScope
     from shared.domain.inventory import Inventory
     from shared.policy.model import Policy
+    from shared.ports import ResourceSource
     from shared.services.enforcement import Reconciler
     from shared.services.events import EventProcessor
 
@@ -125,6 +129,54 @@ class Runtime:
             return ArmNsgGateway(self.identity(), self.arm())
         result: ArmNsgGateway = self._once("gateway", build)
         return result
+
+    def run_store(self) -> TableRunStore:
+        def build() -> TableRunStore:
+            from shared.adapters.run_store import TableRunStore
+
+            s = self.settings.require("storage")
+            if s.storage_connection_string:
+                return TableRunStore.from_connection_string(s.storage_connection_string,
+                                                            s.table_prefix)
+            return TableRunStore.from_endpoint(s.table_endpoint, self.identity(), s.table_prefix)
+        result: TableRunStore = self._once("run_store", build)
+        return result
+
+    def resync_queue(self) -> JsonQueue:
+        def build() -> JsonQueue:
+            from shared.adapters.json_queue import RESYNC_QUEUE, JsonQueue
+
+            s = self.settings.require("storage", "queue")
+            queue = (JsonQueue.from_connection_string(s.storage_connection_string, RESYNC_QUEUE)
+                     if s.storage_connection_string
+                     else JsonQueue.from_endpoint(s.queue_endpoint, RESYNC_QUEUE,
+                                                  self.identity()))
+            queue.create()
+            return queue
+        result: JsonQueue = self._once("resync_queue", build)
+        return result
+
+    def sources(self) -> tuple[ResourceSource, ResourceSource]:
+        """(Resource Graph, ARM listing fallback), new for each run (request counters)."""
+        from shared.adapters.arm_listing import ArmListingSource
+        from shared.adapters.resource_graph import ResourceGraphSource
+
+        return (ResourceGraphSource(self.identity(), self.arm()),
+                ArmListingSource(self.identity(), self.arm()))
+
+    def scope(self, subscriptions: tuple[str, ...] = (),
+              management_group: str = "") -> DiscoveryScope:
+        from shared.domain.discovery import DiscoveryScope
+
+        if subscriptions or management_group:
+            return DiscoveryScope(subscriptions, management_group or None)
+        return DiscoveryScope(self.settings.subscriptions,
+                              self.settings.management_group or None)
+
+    def forget_event_index(self) -> None:
+        """After a full run: the next event rebuilds the impact index from the new inventory."""
+        with self._lock:
+            self._built.pop("events", None)
 
     def stored_inventory(self) -> Inventory:
         from shared.domain.normalize import normalize

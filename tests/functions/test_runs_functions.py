@@ -1,0 +1,139 @@
+"""Resync end to end with real azure.functions objects: HTTP request -> queued run -> discovery
+through the HTTPS fake -> plan -> NSG PUT -> run status; the lease; bad requests; the timer."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Iterator
+
+import azure.functions as func
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.functions.queue import QueueMessage
+from azure.functions.timer import TimerRequest
+from azure.storage.queue import QueueServiceClient
+
+from shared.adapters.json_queue import RESYNC_QUEUE
+from shared.local.azurite import Azurite
+from shared.runtime import Runtime, set_runtime
+from shared.sample.estate import ESTATE_JSON_PATH
+from shared.settings import Settings
+from tests.fakes.azure import FakeAzure
+from tests.functions.indexed import BINDINGS, FUNCTIONS
+from tests.services.test_discovery_azure import CRED, ROWS
+
+
+@pytest.fixture
+def runtime(azurite: Azurite, table_name: str) -> Iterator[tuple[Runtime, FakeAzure]]:
+    with FakeAzure(ROWS) as fake:
+        settings = Settings(
+            storage_connection_string=azurite.connection_string, inventory_table=table_name,
+            table_prefix=f"r{uuid.uuid4().hex[:10]}",
+            policy_path=ESTATE_JSON_PATH.parent / "policy.yaml", enforcement_enabled=True,
+            arm_endpoint=fake.url, ca_bundle=fake.ca_path, lro_poll_seconds="0")
+        built = Runtime(settings, credential=CRED)
+        set_runtime(built)
+        yield built, fake
+        set_runtime(None)
+        with QueueServiceClient.from_connection_string(azurite.connection_string) as queues, \
+                contextlib.suppress(ResourceNotFoundError):
+            queues.delete_queue(RESYNC_QUEUE)
+
+
+def post(body: bytes) -> func.HttpResponse:
+    response: func.HttpResponse = FUNCTIONS["resync"](
+        func.HttpRequest(method="POST", url="/api/resync", body=body))
+    return response
+
+
+def status(run_id: str) -> dict[str, object]:
+    response = FUNCTIONS["runs"](func.HttpRequest(method="GET", url=f"/api/runs/{run_id}",
+                                                  body=b"", route_params={"run_id": run_id}))
+    assert response.status_code == 200, response.get_body()
+    result: dict[str, object] = json.loads(response.get_body())
+    return result
+
+
+def work(runtime: Runtime) -> int:
+    messages = runtime.resync_queue().receive()
+    for text, message in messages:
+        FUNCTIONS["resync_worker"](QueueMessage(id=message.id, body=text.encode(),
+                                                dequeue_count=1))
+        runtime.resync_queue().delete(message)
+    return len(messages)
+
+
+def test_resync_end_to_end(runtime: tuple[Runtime, FakeAzure]) -> None:
+    built, fake = runtime
+    response = post(b"{}")
+    assert response.status_code == 202
+    accepted = json.loads(response.get_body())
+    assert response.headers["Location"] == f"/api/runs/{accepted['runId']}"
+    assert status(accepted["runId"])["status"] == "queued"
+    assert work(built) == 1
+    done = status(accepted["runId"])
+    assert done["status"] == "succeeded", done
+    summary = done["summary"]
+    assert isinstance(summary, dict)
+    assert summary["discovery"]["complete"] == summary["discovery"]["subscriptions"] > 0
+    assert summary["reconcile"]["writes"] == fake.count("PUT") > 0
+    assert summary["discovery"]["requests"]["resource-graph"] == fake.count(
+        "POST", "Microsoft.ResourceGraph")
+    assert len(built.inventory_store().load()) > 0  # persisted with mark-and-sweep
+    again = post(b'{"dryRun": true}')
+    assert again.status_code == 202
+    work(built)
+    second = status(json.loads(again.get_body())["runId"])
+    assert second["status"] == "succeeded" and second["dryRun"] is True
+    assert fake.count("PUT") == summary["reconcile"]["writes"]  # dry run, and nothing to do
+
+
+def test_a_run_holding_the_lease_blocks_another(runtime: tuple[Runtime, FakeAzure]) -> None:
+    built, _ = runtime
+    assert built.run_store().acquire("20261122T000000Z-aaaaaaaa") is None
+    busy = post(b"")
+    assert busy.status_code == 409
+    assert json.loads(busy.get_body())["runId"] == "20261122T000000Z-aaaaaaaa"
+    assert built.run_store().acquire("someone-else") == "20261122T000000Z-aaaaaaaa"
+    built.run_store().release("20261122T000000Z-aaaaaaaa")
+    assert post(b"").status_code == 202
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b"{nope", "not JSON"),
+    (b"[1]", "JSON object"),
+    (b'{"subscriptions": "abc"}', "list of subscription ids"),
+    (b'{"dryRun": "yes", "colour": 1}', "unknown field(s): colour"),
+    (b'{"subscriptions": ["a"], "managementGroup": "mg"}', "not both"),
+])
+def test_bad_requests_get_a_clear_400(runtime: tuple[Runtime, FakeAzure], body: bytes,
+                                      message: str) -> None:
+    response = post(body)
+    assert response.status_code == 400
+    assert message in json.loads(response.get_body())["error"]
+
+
+def test_unknown_and_invalid_run_ids(runtime: tuple[Runtime, FakeAzure]) -> None:
+    missing = FUNCTIONS["runs"](func.HttpRequest(method="GET", url="/api/runs/x", body=b"",
+                                                 route_params={"run_id": "20991231T000000Z-0"}))
+    assert missing.status_code == 404
+    hostile = FUNCTIONS["runs"](func.HttpRequest(method="GET", url="/api/runs/x", body=b"",
+                                                 route_params={"run_id": "a' or 1 eq 1"}))
+    assert hostile.status_code == 400
+
+
+def test_timer_runs_under_the_lease(runtime: tuple[Runtime, FakeAzure]) -> None:
+    built, fake = runtime
+    FUNCTIONS["discovery_timer"](TimerRequest(past_due=False))
+    assert fake.count("PUT") > 0 and built.run_store().holder() is None  # released
+
+
+def test_run_bindings() -> None:
+    [timer] = BINDINGS["discovery_timer"]
+    assert timer["type"] == "timerTrigger" and timer["schedule"] == "%ZTS_DISCOVERY_SCHEDULE%"
+    assert timer["runOnStartup"] is False
+    for name in ("resync", "runs"):
+        http = next(b for b in BINDINGS[name] if b["type"] == "httpTrigger")
+        assert http["authLevel"] == "FUNCTION"
