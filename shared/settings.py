@@ -17,6 +17,14 @@ from shared.errors import ZtsError
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
+#: Every setting the app reads (local.settings.sample.json lists them all; a test checks it).
+SETTING_NAMES = (
+    "ZTS_STORAGE_TABLE_ENDPOINT", "ZTS_STORAGE_QUEUE_ENDPOINT", "ZTS_STORAGE_CONNECTION_STRING",
+    "ZTS_TABLE_PREFIX", "ZTS_INVENTORY_TABLE", "ZTS_POLICY_PATH", "ZTS_SUBSCRIPTIONS",
+    "ZTS_MANAGEMENT_GROUP", "ZTS_ENFORCEMENT_ENABLED", "AZURE_CLIENT_ID", "ZTS_ARM_ENDPOINT",
+    "ZTS_LRO_POLL_SECONDS", "ZTS_DISCOVERY_SCHEDULE",
+)
+
 
 class SettingsError(ZtsError):
     """Settings are missing or malformed; ``problems`` lists each one."""

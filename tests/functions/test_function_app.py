@@ -32,3 +32,24 @@ def test_every_non_health_http_function_requires_a_key() -> None:
         if function.is_http_function() and name != "health":
             bindings = json.loads(function.get_function_json())["bindings"]
             assert all(b.get("authLevel") != "ANONYMOUS" for b in bindings), name
+
+
+def test_local_settings_sample_lists_every_setting_and_no_secret() -> None:
+    from pathlib import Path
+
+    from shared.settings import SETTING_NAMES
+
+    root = Path(__file__).resolve().parents[2]
+    values = json.loads((root / "local.settings.sample.json").read_text())["Values"]
+    assert set(SETTING_NAMES) <= set(values)
+    for name, value in values.items():
+        assert "AccountKey=" not in value and "sig=" not in value, name
+
+
+def test_host_json_retries_queue_messages_then_poisons_them() -> None:
+    from pathlib import Path
+
+    host = json.loads((Path(__file__).resolve().parents[2] / "host.json").read_text())
+    assert host["extensionBundle"]["version"] == "[4.0.0, 5.0.0)"
+    queues = host["extensions"]["queues"]
+    assert queues["maxDequeueCount"] == 5 and queues["messageEncoding"] == "base64"
