@@ -47,6 +47,8 @@ class ArmResourceReader:
         version = API_VERSIONS.get(resource_type.lower())
         if version is None:
             raise ValueError(f"no API version known for {resource_type}")
+        # get_by_id takes the whole id, so one client (one connection pool) serves every
+        # subscription; the subscription it is built with is never used in the request path
         client = self._client(arm_id.parse(resource_id).subscription_id)
         self.requests += 1
         try:
@@ -60,8 +62,8 @@ class ArmResourceReader:
 
     def _client(self, subscription_id: str) -> ResourceManagementClient:
         with self._lock:
-            client = self._clients.get(subscription_id.lower())
+            client = self._clients.get("shared")
             if client is None:
-                client = self._clients[subscription_id.lower()] = ResourceManagementClient(
+                client = self._clients["shared"] = ResourceManagementClient(
                     self._credential, subscription_id, **self._settings.client_kwargs())
             return client
