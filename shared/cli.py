@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from shared.adapters.snapshot_file import read_snapshot
+from shared.cli_alerts import add_alert_commands
 from shared.cli_azure import add_azure_commands
 from shared.domain.inventory import Inventory
 from shared.domain.normalize import SnapshotError, normalize
@@ -182,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also write the sample snapshot and flow logs to this folder")
     demo.set_defaults(handler=cmd_demo)
     add_azure_commands(commands)
+    add_alert_commands(commands)
     return parser
 
 
