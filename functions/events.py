@@ -69,3 +69,6 @@ def nsg_reconcile_poison(message: func.QueueMessage) -> None:
     finding = poison_finding(message.get_body().decode("utf-8", errors="replace"),
                              message.dequeue_count)
     log.error("%s", finding.title, extra={"custom_dimensions": finding.as_dict()})
+    router = get_runtime().alerts()
+    if router is not None:
+        router.route([finding])

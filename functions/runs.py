@@ -111,6 +111,11 @@ def execute(runtime: Runtime, run_id: str, trigger: str, subscriptions: tuple[st
                      error=result.error)
         if result.inventory is not None:
             runtime.forget_event_index()
+            findings = result.findings
+            router = runtime.alerts()
+            if router is not None:  # drift findings; "drift" was checked on every changed NSG
+                routed = router.run(findings, ["drift"])
+                log.info("alerts: %s", json.dumps(routed.counts(), sort_keys=True))
         log.info("run %s %s", run_id, "succeeded" if result.ok else "failed",
                  extra={"custom_dimensions": {"run": run_id, "trigger": trigger,
                                               "error": result.error}})

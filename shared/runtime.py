@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from shared.domain.inventory import Inventory
     from shared.policy.model import Policy
     from shared.ports import ResourceSource
+    from shared.services.alerting import AlertRouter
     from shared.services.enforcement import Reconciler
     from shared.services.events import EventProcessor
 
@@ -177,6 +178,39 @@ class Runtime:
         """After a full run: the next event rebuilds the impact index from the new inventory."""
         with self._lock:
             self._built.pop("events", None)
+
+    def alerts(self) -> AlertRouter | None:
+        """The alert router, or None when no alert configuration is deployed
+        (``ZTS_ALERT_CONFIG``): findings are then only logged."""
+        def build() -> AlertRouter | None:
+            import os
+
+            from shared.adapters.acs_email import AcsEmailChannel
+            from shared.adapters.alert_state import TableAlertState
+            from shared.adapters.teams_webhook import TeamsWebhookChannel
+            from shared.alerts.config_loader import load_alert_config
+            from shared.services.alerting import AlertRouter
+            from shared.settings import SettingsError
+
+            path = self.settings.alert_config_path
+            if path is None:
+                return None
+            loaded = load_alert_config(path.read_text(encoding="utf-8"), str(path))
+            if loaded.config is None:
+                raise SettingsError(f"alert config {path}: {issue}" for issue in loaded.errors)
+            env = dict(os.environ)
+            if self.settings.storage_connection_string:
+                env.setdefault("ZTS_ALERT_STATE_CONNECTION_STRING",
+                               self.settings.storage_connection_string)
+            state = TableAlertState.from_env(env, self.identity)
+            if state is None:
+                raise SettingsError(["alerts need ZTS_STORAGE_TABLE_ENDPOINT for their state"])
+            config = loaded.config
+            email = AcsEmailChannel.from_env(env, self.identity) if config.email_enabled else None
+            teams = TeamsWebhookChannel.from_env(env) if config.teams_enabled else None
+            return AlertRouter(config, state, email, teams)
+        result: AlertRouter | None = self._once("alerts", build)
+        return result
 
     def stored_inventory(self) -> Inventory:
         from shared.domain.normalize import normalize

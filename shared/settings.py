@@ -22,7 +22,7 @@ SETTING_NAMES = (
     "ZTS_STORAGE_TABLE_ENDPOINT", "ZTS_STORAGE_QUEUE_ENDPOINT", "ZTS_STORAGE_CONNECTION_STRING",
     "ZTS_TABLE_PREFIX", "ZTS_INVENTORY_TABLE", "ZTS_POLICY_PATH", "ZTS_SUBSCRIPTIONS",
     "ZTS_MANAGEMENT_GROUP", "ZTS_ENFORCEMENT_ENABLED", "AZURE_CLIENT_ID", "ZTS_ARM_ENDPOINT",
-    "ZTS_LRO_POLL_SECONDS", "ZTS_DISCOVERY_SCHEDULE",
+    "ZTS_LRO_POLL_SECONDS", "ZTS_DISCOVERY_SCHEDULE", "ZTS_ALERT_CONFIG",
 )
 
 
@@ -42,6 +42,7 @@ class Settings:
     table_prefix: str = "zts"
     inventory_table: str = "Inventory"
     policy_path: Path | None = None
+    alert_config_path: Path | None = None
     subscriptions: tuple[str, ...] = ()
     management_group: str = ""
     enforcement_enabled: bool = False
@@ -62,6 +63,7 @@ class Settings:
         if not prefix.isalnum():
             problems.append(f"ZTS_TABLE_PREFIX must be letters and digits, got {prefix!r}")
         policy = env.get("ZTS_POLICY_PATH", "").strip()
+        alerts = env.get("ZTS_ALERT_CONFIG", "").strip()
         subscriptions = tuple(s.strip() for s in env.get("ZTS_SUBSCRIPTIONS", "").split(",")
                               if s.strip())
         return cls(
@@ -71,6 +73,7 @@ class Settings:
             table_prefix=prefix,
             inventory_table=env.get("ZTS_INVENTORY_TABLE", "Inventory").strip() or "Inventory",
             policy_path=_app_relative(policy) if policy else None,
+            alert_config_path=_app_relative(alerts) if alerts else None,
             subscriptions=subscriptions,
             management_group=env.get("ZTS_MANAGEMENT_GROUP", "").strip(),
             enforcement_enabled=enforcement in _TRUE,

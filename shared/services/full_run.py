@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.domain.discovery import DiscoveryScope
+from shared.domain.findings import Finding
 from shared.domain.inventory import Inventory
 from shared.domain.normalize import normalize
 from shared.ports import InventoryStore, ResourceSource
@@ -21,6 +22,7 @@ class FullRunResult:
     summary: dict[str, Any] = field(default_factory=dict)
     inventory: Inventory | None = None  # what the run planned against (None if it did not)
     error: str = ""
+    findings: list[Finding] = field(default_factory=list)
 
 
 def full_run(run_id: str, scope: DiscoveryScope, primary: ResourceSource,
@@ -45,7 +47,8 @@ def full_run(run_id: str, scope: DiscoveryScope, primary: ResourceSource,
                             "findings": [f.as_dict() for f in report.findings]}
     problems = [f"{o.nsg_id}: {o.result} {o.message}".strip() for o in report.outcomes
                 if o.result in {"failed", "conflict", "unknown", "refused"}] + report.refused
-    return FullRunResult(report.ok, summary, inventory, "; ".join(problems))
+    return FullRunResult(report.ok, summary, inventory, "; ".join(problems),
+                         list(report.findings))
 
 
 def parse_resync_body(raw: bytes) -> tuple[tuple[str, ...], str, bool] | str:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import azure.functions as func
 import pytest
@@ -21,6 +22,7 @@ from shared.runtime import Runtime, set_runtime
 from shared.sample.estate import ESTATE_JSON_PATH
 from shared.settings import Settings
 from tests.fakes.azure import FakeAzure
+from tests.fakes.notify import FakeNotify
 from tests.functions.indexed import BINDINGS, FUNCTIONS
 from tests.services.test_discovery_azure import CRED, ROWS
 
@@ -137,3 +139,40 @@ def test_run_bindings() -> None:
     for name in ("resync", "runs"):
         http = next(b for b in BINDINGS[name] if b["type"] == "httpTrigger")
         assert http["authLevel"] == "FUNCTION"
+
+
+def test_a_full_run_alerts_on_drift_once(azurite: Azurite, table_name: str, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "alerts.yaml"
+    config.write_text("version: 1\nchannels:\n  teams: {enabled: true}\nroutes:\n"
+                      "  - {detections: [drift], teams: true}\n", encoding="utf-8")
+    with FakeAzure(ROWS) as fake, FakeNotify() as notify:
+        monkeypatch.setenv("ZTS_TEAMS_WEBHOOK_URL", notify.webhook_url)
+        monkeypatch.setenv("ZTS_CA_BUNDLE", notify.ca_path)
+        monkeypatch.setenv("ZTS_ALERT_TABLE", f"al{uuid.uuid4().hex[:10]}")
+        settings = Settings(
+            storage_connection_string=azurite.connection_string, inventory_table=table_name,
+            table_prefix=f"d{uuid.uuid4().hex[:10]}", alert_config_path=config,
+            policy_path=ESTATE_JSON_PATH.parent / "policy.yaml", enforcement_enabled=True,
+            arm_endpoint=fake.url, ca_bundle=fake.ca_path, lro_poll_seconds="0")
+        built = Runtime(settings, credential=CRED)
+        set_runtime(built)
+        try:
+            FUNCTIONS["discovery_timer"](TimerRequest(past_due=False))  # first sync: no drift
+            assert notify.count("POST", "/workflows/") == 0
+            nsg_id = next(r["id"] for r in ROWS if r["name"] == "nsg-payroll-app")
+            body = fake.nsg(nsg_id)
+            ours = next(r for r in body["properties"]["securityRules"]
+                        if r["name"].startswith("zts-") and r["properties"]["access"] == "Allow")
+            ours["properties"]["destinationPortRange"] = "*"
+            ours["properties"].pop("destinationPortRanges", None)
+            fake.set_nsg(nsg_id, body)
+            FUNCTIONS["discovery_timer"](TimerRequest(past_due=False))  # drift: reverted
+            assert notify.count("POST", "/workflows/") == 1
+            card = json.dumps(notify.requests[-1].body)
+            assert "payroll" in card and "drift" in card.lower()
+            fake.set_nsg(nsg_id, body)  # the same hand edit again, within the window
+            FUNCTIONS["discovery_timer"](TimerRequest(past_due=False))
+            assert notify.count("POST", "/workflows/") == 1  # deduplicated
+        finally:
+            set_runtime(None)
