@@ -85,6 +85,9 @@ param emailSender string
 @description('ZTS_EMAIL_RECIPIENTS: comma-separated alert recipients (empty: no email).')
 param emailRecipients string
 
+@description('ZTS_ALERT_CONFIG: alert routing file deployed with the app (path in the package); empty: findings are only logged.')
+param alertConfigPath string = ''
+
 @description('Key Vault URI (https://<name>.vault.azure.net/).')
 param keyVaultUri string
 
@@ -186,6 +189,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       ZTS_ACS_ENDPOINT: acsEndpoint
       ZTS_EMAIL_SENDER: emailSender
       ZTS_EMAIL_RECIPIENTS: emailRecipients
+      ZTS_ALERT_CONFIG: alertConfigPath
       ZTS_TEAMS_WEBHOOK_URL: teamsWebhookConfigured ? '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${teamsWebhookSecretName})' : ''
     }
   }

@@ -172,6 +172,7 @@ EXPECTED_APP_SETTINGS = {
     "ZTS_ACS_ENDPOINT",
     "ZTS_EMAIL_SENDER",
     "ZTS_EMAIL_RECIPIENTS",
+    "ZTS_ALERT_CONFIG",
     "ZTS_TEAMS_WEBHOOK_URL",
 }
 # Flex Consumption rejects or ignores these ("Flex Consumption plan deprecations").
