@@ -51,9 +51,13 @@ def nsg_reconcile(message: func.QueueMessage) -> None:
                   extra={"custom_dimensions": {"message": text[:500]}})
         return  # retrying cannot repair it
     runtime = get_runtime()
-    report = reconcile_request(nsg_id, runtime.reconciler("event"), runtime.stored_inventory(),
-                               release=runtime.queue().release,
+    report = reconcile_request(nsg_id, message.insertion_time, runtime.reconciler("event"),
+                               runtime.stored_inventory, runtime.queue(),
                                apply=runtime.settings.enforcement_enabled)
+    if report is None:
+        log.info("reconcile of %s already covered by a later one", nsg_id,
+                 extra={"custom_dimensions": {"nsg": nsg_id, "event": event_id}})
+        return
     log.info("reconciled %s: %s", nsg_id, json.dumps(report.summary(), sort_keys=True),
              extra={"custom_dimensions": {"nsg": nsg_id, "reason": reason, "event": event_id,
                                           "plan": report.plan_id, **report.summary()}})

@@ -84,8 +84,18 @@ class ResourceReader(Protocol):
 
 
 class NsgQueue(Protocol):
-    """Per-NSG reconcile requests, coalesced: one pending request per NSG at a time."""
+    """Per-NSG reconcile requests (the producer side)."""
 
     def request(self, nsg_id: str, reason: str, event_id: str) -> bool:
-        """Queue a reconcile of the NSG; False when one was already pending (coalesced)."""
+        """Queue a reconcile of the NSG; False when the request was absorbed by another."""
         ...
+
+
+class ReconcileLedger(Protocol):
+    """The consumer side's record that lets a burst of requests cost one reconcile."""
+
+    def covered(self, nsg_id: str, inserted_at: datetime | None) -> bool: ...
+
+    def begin(self, nsg_id: str) -> datetime: ...
+
+    def done(self, nsg_id: str, started: datetime) -> None: ...

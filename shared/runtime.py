@@ -103,13 +103,13 @@ class Runtime:
             from shared.adapters.nsg_queue import StorageNsgQueue
 
             s = self.settings.require("storage", "queue")
-            pending = f"{s.table_prefix}Pending"
+            ledger = f"{s.table_prefix}Reconciled"
             if s.storage_connection_string:
                 queue = StorageNsgQueue.from_connection_string(s.storage_connection_string,
-                                                               table_name=pending)
+                                                               table_name=ledger)
             else:
                 queue = StorageNsgQueue.from_endpoints(s.queue_endpoint, s.table_endpoint,
-                                                       self.identity(), table_name=pending)
+                                                       self.identity(), table_name=ledger)
             queue.create_queue()
             return queue
         result: StorageNsgQueue = self._once("queue", build)

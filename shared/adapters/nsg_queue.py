@@ -1,11 +1,16 @@
-"""Per-NSG reconcile requests on an Azure Storage Queue, coalesced through a Table marker.
+"""Per-NSG reconcile requests on an Azure Storage Queue, coalesced by the consumer.
 
-A burst of events for one NSG (a deployment touching 50 NICs behind it) should cost one
-reconcile, not 50. Before sending, the producer inserts a ``pending`` row for the NSG; if the row
-already exists a request is on its way and the event is coalesced into it. The consumer removes
-the marker *before* it reads and plans, so a change that arrives while it works queues a new
-request rather than being lost. A marker older than ``stale_after`` (a producer that died
-between marking and sending) is taken over and the request sent again.
+A burst of events for one NSG (a deployment touching 50 NICs behind it) must cost one reconcile,
+not 50, and the producer (the event handler) must stay cheap: it sends one message per NSG and
+nothing else. Coalescing happens where it is safe to decide, at the consumer:
+
+* before reconciling, the consumer records a *start* in the NSG's row (``<prefix>Reconciled``
+  table) and reads the row back for the service's timestamp; the inventory is read after that;
+* when the reconcile succeeds, that start becomes the row's ``LastGoodStart``;
+* a message the queue service inserted before the last good start (with a margin for the small
+  clock difference between the Queue and Table services of one account) describes a change that
+  reconcile already saw, so it is acknowledged without work. A failed reconcile records nothing,
+  so its own retries and the messages behind it are never skipped.
 
 Messages are base64-encoded JSON (the Functions queue trigger's default encoding):
 ``{"nsg": "<id>", "reason": "...", "event": "<event id>", "queuedAt": "<iso time>"}``.
@@ -18,12 +23,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from azure.storage.queue import (
     BinaryBase64DecodePolicy,
@@ -36,24 +36,21 @@ from shared.domain.arm_id import key
 
 QUEUE_NAME = "nsg-reconcile"
 POISON_QUEUE_NAME = f"{QUEUE_NAME}-poison"
-MARKER_PARTITION = "pending"
-DEFAULT_STALE_AFTER = timedelta(minutes=15)
+STATE_PARTITION = "nsg"
+CLOCK_MARGIN = timedelta(seconds=2)  # Queue vs Table service clocks, and the Date header's 1 s
 
 
 class StorageNsgQueue:
-    """A :class:`shared.ports.NsgQueue` (producer side) and the consumer's marker release."""
+    """A :class:`shared.ports.NsgQueue` (producer) and the consumer's coalescing record."""
 
-    def __init__(self, queue: QueueClient, markers: TableClient, *,
-                 stale_after: timedelta = DEFAULT_STALE_AFTER) -> None:
+    def __init__(self, queue: QueueClient, state: TableClient) -> None:
         self._queue = queue
-        self._markers = markers
-        self._stale_after = stale_after
+        self._state = state
         self.sent = 0
-        self.coalesced = 0
 
     @classmethod
     def from_connection_string(cls, connection_string: str, queue_name: str = QUEUE_NAME,
-                               table_name: str = "ztsPending") -> StorageNsgQueue:
+                               table_name: str = "ztsReconciled") -> StorageNsgQueue:
         queue = QueueClient.from_connection_string(
             connection_string, queue_name, message_encode_policy=BinaryBase64EncodePolicy(),
             message_decode_policy=BinaryBase64DecodePolicy())
@@ -63,7 +60,7 @@ class StorageNsgQueue:
     @classmethod
     def from_endpoints(cls, queue_endpoint: str, table_endpoint: str, credential: Any,
                        queue_name: str = QUEUE_NAME,
-                       table_name: str = "ztsPending") -> StorageNsgQueue:
+                       table_name: str = "ztsReconciled") -> StorageNsgQueue:
         queue = QueueClient(queue_endpoint, queue_name, credential=credential,
                             message_encode_policy=BinaryBase64EncodePolicy(),
                             message_decode_policy=BinaryBase64DecodePolicy())
@@ -76,27 +73,43 @@ class StorageNsgQueue:
 
     def close(self) -> None:
         self._queue.close()
-        self._markers.close()
+        self._state.close()
+
+    # -- producer ----------------------------------------------------------------------------
 
     def request(self, nsg_id: str, reason: str, event_id: str) -> bool:
-        now = datetime.now(UTC)
-        marker = {"PartitionKey": MARKER_PARTITION, "RowKey": encode_key(key(nsg_id)),
-                  "NsgId": nsg_id, "Reason": reason[:1000], "EventId": event_id, "At": now}
-        try:
-            self._markers.create_entity(marker)
-        except ResourceExistsError:
-            if not self._take_over_stale(marker, now):
-                self.coalesced += 1
-                return False
-        body = {"nsg": nsg_id, "reason": reason, "event": event_id, "queuedAt": now.isoformat()}
+        body = {"nsg": nsg_id, "reason": reason, "event": event_id,
+                "queuedAt": datetime.now(UTC).isoformat()}
         self._queue.send_message(json.dumps(body, sort_keys=True).encode())
         self.sent += 1
         return True
 
-    def release(self, nsg_id: str) -> None:
-        """Consumer: the request is being handled; later changes must queue a new one."""
-        with contextlib.suppress(ResourceNotFoundError):
-            self._markers.delete_entity(MARKER_PARTITION, encode_key(key(nsg_id)))
+    # -- consumer ----------------------------------------------------------------------------
+
+    def covered(self, nsg_id: str, inserted_at: datetime | None) -> bool:
+        """True when a reconcile that started after this message was inserted succeeded."""
+        if inserted_at is None:
+            return False  # no service time to compare: do the work
+        try:
+            row = self._state.get_entity(STATE_PARTITION, encode_key(key(nsg_id)))
+        except ResourceNotFoundError:
+            return False
+        good = row.get("LastGoodStart")
+        return isinstance(good, datetime) and inserted_at < good - CLOCK_MARGIN
+
+    def begin(self, nsg_id: str) -> datetime:
+        """Record a start; returns the service's time of it (read before the inventory)."""
+        row_key = encode_key(key(nsg_id))
+        self._state.upsert_entity({"PartitionKey": STATE_PARTITION, "RowKey": row_key,
+                                   "NsgId": nsg_id, "Started": True}, mode=UpdateMode.MERGE)
+        stamp = self._state.get_entity(STATE_PARTITION, row_key).metadata.get("timestamp")
+        return stamp if isinstance(stamp, datetime) else datetime.now(UTC)
+
+    def done(self, nsg_id: str, started: datetime) -> None:
+        """The reconcile that began at ``started`` succeeded: it covers older messages."""
+        self._state.upsert_entity({"PartitionKey": STATE_PARTITION,
+                                   "RowKey": encode_key(key(nsg_id)), "LastGoodStart": started},
+                                  mode=UpdateMode.MERGE)
 
     def receive(self, max_messages: int = 32) -> list[tuple[str, Any]]:
         """(text, message) pairs waiting on the queue (tests and the local runner)."""
@@ -109,22 +122,6 @@ class StorageNsgQueue:
 
     def delete(self, message: Any) -> None:
         self._queue.delete_message(message)
-
-    def _take_over_stale(self, marker: dict[str, Any], now: datetime) -> bool:
-        try:
-            current = self._markers.get_entity(MARKER_PARTITION, marker["RowKey"])
-        except ResourceNotFoundError:
-            return False  # released meanwhile: the consumer is on it and reads fresh state
-        at = current.get("At")
-        if not isinstance(at, datetime) or now - at < self._stale_after:
-            return False
-        try:
-            self._markers.update_entity(marker, mode=UpdateMode.REPLACE,
-                                        etag=current.metadata["etag"],
-                                        match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError):
-            return False  # another producer took it over first
-        return True
 
 
 def parse_message(text: str) -> tuple[str, str, str]:

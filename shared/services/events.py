@@ -7,14 +7,15 @@
    duplicates are harmless and a late write after a delete is handled as the delete it now is;
 3. store it (or remove it) in the inventory table;
 4. ask the impact index which NSGs the change can affect, and queue one reconcile request per NSG
-   (coalesced: a request already pending for an NSG absorbs the event).
+   (coalesced by the consumer: a burst of requests for one NSG costs one reconcile).
 
 A write to an NSG by anyone but zts itself queues that NSG too: the reconcile compares its owned
 rules with what zts last wrote and reverts hand edits (the drift path). zts's own writes come back
 as events as well; they are recognised by caller and not re-queued.
 
-``reconcile_request`` (queue trigger) releases the coalescing marker, then plans and applies that
-one NSG with the same guardrails and ETag handling as a full reconcile.
+``reconcile_request`` (queue trigger) skips a request an already successful, later-started
+reconcile covers; otherwise it plans and applies that one NSG with the same guardrails and ETag
+handling as a full reconcile.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from shared.domain.findings import Finding
 from shared.domain.inventory import Inventory
 from shared.events.parse import NSG, Ignored, Malformed, ResourceEvent, parse_event
 from shared.policy.impact import ImpactIndex
-from shared.ports import InventoryStore, NsgQueue, ResourceReader
+from shared.ports import InventoryStore, NsgQueue, ReconcileLedger, ResourceReader
 from shared.services.enforcement import Reconciler, ReconcileReport
 
 REQUEST_CONCURRENCY = 8  # queue requests in flight per event
@@ -46,7 +47,7 @@ class EventOutcome:
     exists: bool | None = None  # what the re-read found
     groups: list[str] = field(default_factory=list)
     queued: list[str] = field(default_factory=list)  # NSG ids with a new request
-    coalesced: list[str] = field(default_factory=list)  # NSG ids with a request pending already
+    coalesced: list[str] = field(default_factory=list)  # NSG ids whose request was absorbed
     elapsed_ms: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -114,12 +115,19 @@ class EventProcessor:
         return outcome
 
 
-def reconcile_request(nsg_id: str, reconciler: Reconciler, inventory: Inventory, *,
-                      release: Callable[[str], None], apply: bool = True) -> ReconcileReport:
-    """Handle one queued request: release its marker first (a change arriving while this runs
-    queues a new request instead of being absorbed), then plan and apply that NSG alone."""
-    release(nsg_id)
-    return reconciler.run(inventory, apply=apply, only=[nsg_id])
+def reconcile_request(nsg_id: str, inserted_at: datetime | None, reconciler: Reconciler,
+                      inventory: Callable[[], Inventory], ledger: ReconcileLedger, *,
+                      apply: bool = True) -> ReconcileReport | None:
+    """Handle one queued request; None when a reconcile that started after it was queued has
+    already succeeded (the burst it belongs to is covered). The start is recorded before the
+    inventory is read, so any change stored before the start is in what this run plans."""
+    if ledger.covered(nsg_id, inserted_at):
+        return None
+    started = ledger.begin(nsg_id)
+    report = reconciler.run(inventory(), apply=apply, only=[nsg_id])
+    if report.ok:
+        ledger.done(nsg_id, started)
+    return report
 
 
 def poison_finding(message: str, dequeue_count: int | None,
