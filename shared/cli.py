@@ -15,6 +15,7 @@ from typing import TextIO
 
 from shared.adapters.snapshot_file import read_snapshot
 from shared.cli_alerts import add_alert_commands
+from shared.cli_analytics import add_analytics_commands
 from shared.cli_azure import add_azure_commands
 from shared.domain.inventory import Inventory
 from shared.domain.normalize import SnapshotError, normalize
@@ -184,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=cmd_demo)
     add_azure_commands(commands)
     add_alert_commands(commands)
+    add_analytics_commands(commands)
     return parser
 
 

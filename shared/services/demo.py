@@ -27,6 +27,7 @@ from shared.render.plan_text import plan_table
 from shared.render.text import estate_summary, load_problems, table
 from shared.sample.estate import ESTATE_JSON_PATH, classic_estate
 from shared.sample.flowlogs import generate_flow_logs
+from shared.services.analytics import analyze_flow_logs, findings_table
 from shared.services.inventory_sync import persist_run, subscriptions_in
 
 DEMO_START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -97,6 +98,11 @@ def run_demo(*, out: TextIO, err: TextIO, keep_dir: Path | None = None) -> int:
     for incident in manifest.incidents:
         print(f"  - {incident.kind}: {incident.src_ip} -> {incident.dst_ip}:{incident.dst_port} "
               f"at {incident.time:%H:%M:%S}", file=out)
+    with _timed(timings, "detections"):
+        analysis = analyze_flow_logs(rows, flow_dir)  # the sample analytics configuration
+    print("\nDetections on the sample flow logs (local engine: DuckDB + the kql/ detections):",
+          file=out)
+    print(findings_table(analysis), file=out)
     if keep_dir is not None:
         (keep_dir / "estate.json").write_text(json.dumps({"data": rows}, indent=2) + "\n")
     print("\nTimings: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()),

@@ -1,0 +1,243 @@
+"""The analyze use-case: run every detection's ``.kql`` on an engine, map rows to findings,
+compute the blast radius, and say exactly what was and was not checked.
+
+The engine is a port (:class:`shared.analytics.query.QueryEngine`): the local DuckDB engine
+over enriched flow logs or exported rows, Log Analytics, or Azure Data Explorer - the same
+queries everywhere. A detection whose query failed or came back partial is never reported as
+clean: its status says so, ``stats.complete`` is false, and the CLI exits non-zero.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.analytics.blast_radius import (
+    PolicyReach,
+    TemporalGraph,
+    blast_radius_finding,
+    edges_from_rows,
+    policy_reach,
+)
+from shared.analytics.catalog import Catalog, render_query
+from shared.analytics.config import AnalyticsConfig
+from shared.analytics.detections import MAPPERS, Context, Mapped, Origin, iso, merge_origins
+from shared.analytics.kql import KqlValueError
+from shared.analytics.query import QueryEngine, QueryResult, QueryStatus, Window
+from shared.domain.findings import SEVERITIES, Finding
+from shared.domain.inventory import Inventory
+from shared.policy.evaluator import NsgEvaluator
+
+
+@dataclass
+class AnalysisReport:
+    """Findings (sorted, deterministic) and the run's statistics."""
+
+    findings: list[Finding]
+    stats: dict[str, Any]
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.stats.get("complete"))
+
+    def as_json(self) -> dict[str, Any]:
+        """The documented output: ``{"findings": [{"detection", "severity", "fingerprint",
+        "summary", "evidence"}], "stats": {...}}``."""
+        return {
+            "findings": [{"detection": f.detection, "severity": f.severity,
+                          "fingerprint": f.fingerprint, "summary": f.title,
+                          "evidence": f.evidence} for f in self.findings],
+            "stats": self.stats,
+        }
+
+
+@dataclass
+class _Status:
+    status: str = QueryStatus.OK.value
+    rows: int = 0
+    findings: int = 0
+    error: str | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status, "rows": self.rows,
+                               "findings": self.findings}
+        if self.error:
+            out["error"] = self.error
+        out.update(self.notes)
+        return out
+
+
+def _run(engine: QueryEngine, text: str, window: Window) -> QueryResult:
+    try:
+        return engine.run(text, window)
+    except Exception as err:
+        return QueryResult.failed(f"{type(err).__name__}: {err}")
+
+
+def analyze(engine: QueryEngine, catalog: Catalog, queries: Mapping[str, str], *,
+            config: AnalyticsConfig, window: Window, inventory: Inventory | None,
+            origins: Sequence[str] = (), evaluator: NsgEvaluator | None = None,
+            subscriptions: Iterable[str] = ()) -> AnalysisReport:
+    """Run the catalog on ``engine`` over ``window``.
+
+    ``origins`` are extra compromised IPs (``--origin``), taken as compromised from the start
+    of the window. ``subscriptions`` expands ``*`` in allowed cross-subscription pairs
+    (the inventory's subscriptions are always included).
+    """
+    known_subs = set(subscriptions)
+    if inventory is not None:
+        known_subs |= {s.subscription_id.lower() for s in inventory.subscriptions.values()}
+    statuses: dict[str, _Status] = {}
+    findings: list[Finding] = []
+    found_origins: list[Origin] = []
+    for detection in catalog.detections:
+        if detection.id == "blast_radius":
+            continue
+        status = statuses[detection.id] = _Status()
+        try:
+            text = render_query(detection, queries[detection.id], config, window, known_subs)
+        except (KeyError, KqlValueError) as err:
+            status.status, status.error = QueryStatus.FAILED.value, f"cannot build query: {err}"
+            continue
+        result = _run(engine, text, window)
+        status.status, status.error, status.rows = result.status.value, result.error, len(
+            result.rows)
+        mapped: Mapped = MAPPERS[detection.id](
+            result.rows, Context(config, inventory, detection.severity))
+        status.findings = len(mapped.findings)
+        status.notes.update(mapped.notes)
+        findings += mapped.findings
+        found_origins += mapped.origins
+        if detection.id == "risky_region" and mapped.notes.get("public_without_country"):
+            status.notes["complete"] = False
+    named = [Origin(ip, window.start, ("named with --origin",)) for ip in origins]
+    blast = _blast_radius(engine, catalog, queries, config, window, inventory, evaluator,
+                          merge_origins([*found_origins, *named]), statuses)
+    findings += blast
+    order = {d.id: i for i, d in enumerate(catalog.detections)}
+    findings.sort(key=lambda f: (order.get(f.detection, 99), -SEVERITIES.index(f.severity),
+                                 f.observed_at, f.fingerprint))
+    complete = all(s.status == QueryStatus.OK.value and s.notes.get("complete", True)
+                   for s in statuses.values())
+    stats: dict[str, Any] = {
+        "engine": getattr(engine, "name", "unknown"),
+        "window": {"start": iso(window.start), "end": iso(window.end)},
+        "complete": complete,
+        "findings": len(findings),
+        "by_severity": dict(sorted(Counter(f.severity for f in findings).items(),
+                                   key=lambda kv: SEVERITIES.index(kv[0]))),
+        "detections": {d.id: statuses[d.id].as_dict() for d in catalog.detections
+                       if d.id in statuses},
+    }
+    return AnalysisReport(findings, stats)
+
+
+def _blast_radius(engine: QueryEngine, catalog: Catalog, queries: Mapping[str, str],
+                  config: AnalyticsConfig, window: Window, inventory: Inventory | None,
+                  evaluator: NsgEvaluator | None, origins: list[Origin],
+                  statuses: dict[str, _Status]) -> list[Finding]:
+    status = statuses["blast_radius"] = _Status()
+    upstream = [statuses[d] for d in ("risky_region", "malicious_flow") if d in statuses]
+    if any(s.status != QueryStatus.OK.value for s in upstream):
+        status.notes["origins_incomplete"] = True
+        status.notes["complete"] = False
+    status.notes["origins"] = [{"ip": o.ip, "since": iso(o.since), "reasons": list(o.reasons)}
+                               for o in origins]
+    if not origins:
+        return []
+    detection = catalog.get("blast_radius")
+    try:
+        text = render_query(detection, queries[detection.id], config, window, ())
+    except (KeyError, KqlValueError) as err:
+        status.status, status.error = QueryStatus.FAILED.value, f"cannot build query: {err}"
+        return []
+    result = _run(engine, text, window)
+    status.status, status.error, status.rows = result.status.value, result.error, len(
+        result.rows)
+    if result.status is QueryStatus.FAILED:
+        return []
+    graph = TemporalGraph(edges_from_rows(result.rows))
+    out = []
+    for origin in origins:
+        reached = graph.reach(origin.ip, origin.since)
+        policy: PolicyReach | None = None
+        if evaluator is not None and config.policy_reach:
+            policy = policy_reach(evaluator, origin.ip, config.policy_ports,
+                                  config.max_policy_hosts)
+        out.append(blast_radius_finding(origin, reached, policy, inventory))
+    status.findings = len(out)
+    return out
+
+
+def resolve_window(data_range: tuple[datetime, datetime] | None, since: datetime | None,
+                   until: datetime | None) -> Window | None:
+    """The data's own range, narrowed by ``since``/``until``; never "now". The end is exclusive
+    (FlowStartTime < end), so the data's last moment is included by adding a millisecond."""
+    from datetime import timedelta
+
+    if data_range is None and (since is None or until is None):
+        return None
+    start = since if since is not None else data_range[0] if data_range else None
+    end = until if until is not None else (data_range[1] + timedelta(milliseconds=1)
+                                           if data_range else None)
+    if start is None or end is None or end <= start:
+        return None
+    return Window(start, end)
+
+
+def analyze_flow_logs(rows: Sequence[Any], flow_dir: Any, config_path: Any = None,
+                      origins: Sequence[str] = ()) -> AnalysisReport:
+    """Raw flow logs -> findings with the local engine, wired end to end (what the demo calls:
+    ``analyze_flow_logs(rows, flow_dir)`` with the sample configuration by default).
+
+    Raises ValueError when the configuration is invalid (the CLI reports those as exit 2)."""
+    from pathlib import Path
+
+    from shared.adapters.analytics_files import (
+        SAMPLE_CONFIG,
+        load_analytics_config,
+        load_detections,
+        load_service_tags,
+    )
+    from shared.adapters.country_db import lookup_countries
+    from shared.adapters.duckdb_engine import LocalEngine
+    from shared.analytics.enrichment import EnrichmentTables, tag_networks
+    from shared.domain.normalize import normalize
+
+    loaded = load_analytics_config(Path(config_path) if config_path else SAMPLE_CONFIG)
+    if loaded.config is None:
+        raise ValueError("; ".join(str(e) for e in loaded.errors))
+    config = loaded.config
+    tags = load_service_tags(loaded.path(config.service_tags) if config.service_tags else None)
+    inventory = normalize(list(rows))
+    catalog, queries = load_detections()
+    with LocalEngine() as engine:
+        ingest = engine.ingest_flow_logs(Path(flow_dir), EnrichmentTables.build(
+            inventory, list(rows), config, tags), lookup_countries)
+        window = resolve_window(engine.data_range(), None, None)
+        if window is None:
+            return AnalysisReport([], {"engine": engine.name, "complete": False,
+                                       "error": "no flows to analyze",
+                                       "input": ingest.as_dict()})
+        report = analyze(engine, catalog, queries, config=config, window=window,
+                         inventory=inventory, origins=origins,
+                         evaluator=NsgEvaluator(inventory,
+                                                service_tag_ranges=tag_networks(tags)))
+    report.stats["input"] = ingest.as_dict()
+    if not ingest.clean:
+        report.stats["complete"] = False
+    return report
+
+
+def findings_table(report: AnalysisReport) -> str:
+    """The findings as an aligned text table (severity, detection, summary)."""
+    from shared.render.text import table
+
+    if not report.findings:
+        return "No findings." if report.complete else "No findings (analysis INCOMPLETE)."
+    return table(["Severity", "Detection", "Summary"],
+                 [[f.severity, f.detection, f.title] for f in report.findings])
