@@ -6,6 +6,7 @@ function from the host.
 
 import azure.functions as func
 
+from functions.analytics import bp as analytics_bp
 from functions.events import bp as events_bp
 from functions.health_http import bp as health_bp
 from functions.runs import bp as runs_bp
@@ -14,3 +15,4 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health_bp)
 app.register_functions(events_bp)
 app.register_functions(runs_bp)
+app.register_functions(analytics_bp)

@@ -212,6 +212,32 @@ class Runtime:
         result: AlertRouter | None = self._once("alerts", build)
         return result
 
+    def analytics(self) -> tuple[Any, Any, dict[str, str], Any]:
+        """(Log Analytics engine, detection catalog, queries, analytics config)."""
+        def build() -> tuple[Any, Any, dict[str, str], Any]:
+            from shared.adapters.analytics_files import load_analytics_config, load_detections
+            from shared.adapters.log_analytics import LogAnalyticsEngine
+            from shared.analytics.config import AnalyticsConfig
+            from shared.settings import SettingsError
+
+            s = self.settings.require("analytics")
+            config = AnalyticsConfig()
+            if s.analytics_config_path is not None:
+                loaded = load_analytics_config(s.analytics_config_path)
+                if loaded.config is None:
+                    raise SettingsError(f"analytics config {s.analytics_config_path}: {e}"
+                                        for e in loaded.errors)
+                config = loaded.config
+            options: dict[str, Any] = {}
+            if s.ca_bundle:
+                options["connection_verify"] = s.ca_bundle
+            engine = LogAnalyticsEngine.connect(self.identity(), s.la_workspace_id,
+                                                endpoint=s.la_endpoint or None, **options)
+            catalog, queries = load_detections()
+            return engine, catalog, queries, config
+        result: tuple[Any, Any, dict[str, str], Any] = self._once("analytics", build)
+        return result
+
     def stored_inventory(self) -> Inventory:
         from shared.domain.normalize import normalize
 

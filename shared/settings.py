@@ -23,6 +23,7 @@ SETTING_NAMES = (
     "ZTS_TABLE_PREFIX", "ZTS_INVENTORY_TABLE", "ZTS_POLICY_PATH", "ZTS_SUBSCRIPTIONS",
     "ZTS_MANAGEMENT_GROUP", "ZTS_ENFORCEMENT_ENABLED", "AZURE_CLIENT_ID", "ZTS_ARM_ENDPOINT",
     "ZTS_LRO_POLL_SECONDS", "ZTS_DISCOVERY_SCHEDULE", "ZTS_ALERT_CONFIG",
+    "ZTS_ANALYTICS_SCHEDULE", "ZTS_LA_WORKSPACE_ID", "ZTS_ANALYTICS_CONFIG",
 )
 
 
@@ -43,6 +44,9 @@ class Settings:
     inventory_table: str = "Inventory"
     policy_path: Path | None = None
     alert_config_path: Path | None = None
+    analytics_config_path: Path | None = None
+    la_workspace_id: str = ""
+    la_endpoint: str = ""  # Log Analytics query endpoint (sovereign clouds, tests)
     subscriptions: tuple[str, ...] = ()
     management_group: str = ""
     enforcement_enabled: bool = False
@@ -64,6 +68,7 @@ class Settings:
             problems.append(f"ZTS_TABLE_PREFIX must be letters and digits, got {prefix!r}")
         policy = env.get("ZTS_POLICY_PATH", "").strip()
         alerts = env.get("ZTS_ALERT_CONFIG", "").strip()
+        analytics = env.get("ZTS_ANALYTICS_CONFIG", "").strip()
         subscriptions = tuple(s.strip() for s in env.get("ZTS_SUBSCRIPTIONS", "").split(",")
                               if s.strip())
         return cls(
@@ -74,6 +79,9 @@ class Settings:
             inventory_table=env.get("ZTS_INVENTORY_TABLE", "Inventory").strip() or "Inventory",
             policy_path=_app_relative(policy) if policy else None,
             alert_config_path=_app_relative(alerts) if alerts else None,
+            analytics_config_path=_app_relative(analytics) if analytics else None,
+            la_workspace_id=env.get("ZTS_LA_WORKSPACE_ID", "").strip(),
+            la_endpoint=env.get("ZTS_LA_ENDPOINT", "").strip(),
             subscriptions=subscriptions,
             management_group=env.get("ZTS_MANAGEMENT_GROUP", "").strip(),
             enforcement_enabled=enforcement in _TRUE,
@@ -101,6 +109,9 @@ class Settings:
                                 "app)")
             elif not self.policy_path.is_file():
                 problems.append(f"ZTS_POLICY_PATH {self.policy_path} is not a file")
+        if "analytics" in capabilities and not self.la_workspace_id:
+            problems.append("ZTS_LA_WORKSPACE_ID is not set (the workspace id of the Traffic "
+                            "Analytics Log Analytics workspace)")
         if problems:
             raise SettingsError(problems)
         return self

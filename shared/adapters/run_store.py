@@ -27,6 +27,7 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 RUN_PARTITION = "run"
 LEASE_PARTITION, LEASE_ROW = "lease", "full-run"
+WATERMARK_PARTITION = "watermark"
 DEFAULT_LEASE = timedelta(minutes=30)
 
 
@@ -79,6 +80,20 @@ class TableRunStore:
             "summary": json.loads(entity["Summary"]) if entity.get("Summary") else None,
             "error": entity.get("Error") or None,
         }
+
+    # -- watermarks -------------------------------------------------------------------------
+
+    def watermark(self, name: str) -> datetime | None:
+        try:
+            entity = self._table.get_entity(WATERMARK_PARTITION, name)
+        except ResourceNotFoundError:
+            return None
+        value = entity.get("Value")
+        return value if isinstance(value, datetime) else None
+
+    def set_watermark(self, name: str, value: datetime) -> None:
+        self._table.upsert_entity({"PartitionKey": WATERMARK_PARTITION, "RowKey": name,
+                                   "Value": value.astimezone(UTC)}, mode=UpdateMode.REPLACE)
 
     # -- the lease ---------------------------------------------------------------------------
 
