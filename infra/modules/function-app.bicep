@@ -88,6 +88,9 @@ param emailRecipients string
 @description('ZTS_ALERT_CONFIG: alert routing file deployed with the app (path in the package); empty: findings are only logged.')
 param alertConfigPath string = ''
 
+@description('ZTS_ANALYTICS_CONFIG: analytics configuration deployed with the app (risky countries, threat lists, allowed subscription pairs); empty: defaults.')
+param analyticsConfigPath string = ''
+
 @description('Key Vault URI (https://<name>.vault.azure.net/).')
 param keyVaultUri string
 
@@ -190,6 +193,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       ZTS_EMAIL_SENDER: emailSender
       ZTS_EMAIL_RECIPIENTS: emailRecipients
       ZTS_ALERT_CONFIG: alertConfigPath
+      ZTS_ANALYTICS_CONFIG: analyticsConfigPath
       ZTS_TEAMS_WEBHOOK_URL: teamsWebhookConfigured ? '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${teamsWebhookSecretName})' : ''
     }
   }

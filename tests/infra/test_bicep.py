@@ -173,6 +173,7 @@ EXPECTED_APP_SETTINGS = {
     "ZTS_EMAIL_SENDER",
     "ZTS_EMAIL_RECIPIENTS",
     "ZTS_ALERT_CONFIG",
+    "ZTS_ANALYTICS_CONFIG",
     "ZTS_TEAMS_WEBHOOK_URL",
 }
 # Flex Consumption rejects or ignores these ("Flex Consumption plan deprecations").
