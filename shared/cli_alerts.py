@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -181,6 +181,17 @@ def cmd_alerts_route(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
               f"finding(s) of {args.findings}; nothing was routed", file=err)
         return EXIT_INVALID
     return _route(args, config, loaded.observations, out, err, os.environ)
+
+
+def route_findings(config_path: Path, findings: Sequence[Any], checked: Sequence[str],
+                   out: TextIO, err: TextIO) -> int:
+    """Route findings another command produced (``zts analyze --alert``); detections in
+    ``checked`` ran to completion, so their unseen findings may resolve."""
+    config = _load_config(config_path, err)
+    if config is None:
+        return EXIT_INVALID
+    args = argparse.Namespace(resolve=bool(checked), checked=list(checked), json=False)
+    return _route(args, config, list(findings), out, err, os.environ)
 
 
 def _route(args: argparse.Namespace, config: AlertConfig, observations: Any, out: TextIO,

@@ -179,7 +179,15 @@ def _analyze(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         _dump(report.as_json(), out)
     else:
         _print_report(report.as_json(), out, err)
-    return EXIT_OK if report.complete and not report.findings else EXIT_FINDINGS
+    code = EXIT_OK if report.complete and not report.findings else EXIT_FINDINGS
+    if args.alert is not None:
+        from shared.cli_alerts import route_findings
+
+        checked = sorted(name for name, s in (report.stats.get("detections") or {}).items()
+                         if s.get("status") == "ok" and s.get("complete", True))
+        routed = route_findings(args.alert, report.findings, checked, err, err)
+        code = max(code, routed)
+    return code
 
 
 def _print_report(document: dict[str, Any], out: TextIO, err: TextIO) -> None:
@@ -326,6 +334,9 @@ def add_analytics_commands(commands: Any) -> None:
                          help="a compromised IP to compute the blast radius from "
                               "(repeatable; in addition to the automatic origins)")
     analyze.add_argument("--json", action="store_true", help="machine-readable output")
+    analyze.add_argument("--alert", type=Path, metavar="ALERT_CONFIG",
+                         help="route the findings through this alert configuration (email, "
+                              "Teams; deduplicated; see docs/alerts.md)")
     analyze.set_defaults(handler=_handle(_analyze))
 
     rec = commands.add_parser(
