@@ -9,6 +9,7 @@ import azure.functions as func
 from functions.analytics import bp as analytics_bp
 from functions.events import bp as events_bp
 from functions.health_http import bp as health_bp
+from functions.report_http import bp as report_bp
 from functions.runs import bp as runs_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -16,3 +17,4 @@ app.register_functions(health_bp)
 app.register_functions(events_bp)
 app.register_functions(runs_bp)
 app.register_functions(analytics_bp)
+app.register_functions(report_bp)

@@ -17,6 +17,7 @@ from shared.adapters.snapshot_file import read_snapshot
 from shared.cli_alerts import add_alert_commands
 from shared.cli_analytics import add_analytics_commands
 from shared.cli_azure import add_azure_commands
+from shared.cli_report import add_report_commands
 from shared.domain.inventory import Inventory
 from shared.domain.normalize import SnapshotError, normalize
 from shared.policy.model import Policy
@@ -186,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_azure_commands(commands)
     add_alert_commands(commands)
     add_analytics_commands(commands)
+    add_report_commands(commands)
     return parser
 
 

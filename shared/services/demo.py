@@ -15,16 +15,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
+from shared.adapters.analytics_files import SAMPLE_CONFIG
 from shared.adapters.table_store import TableInventoryStore
+from shared.domain.inventory import Inventory
 from shared.domain.normalize import normalize
 from shared.local.azurite import Azurite, AzuriteError
 from shared.policy.compiler import compile_policy
 from shared.policy.loader import load_policy_file
+from shared.policy.model import Policy
 from shared.policy.planner import build_plan
 from shared.render.plan_text import plan_table
 from shared.render.text import estate_summary, load_problems, table
+from shared.report import write_report
+from shared.report.flow_source import flows_from_flow_logs
 from shared.sample.estate import ESTATE_JSON_PATH, classic_estate
 from shared.sample.flowlogs import generate_flow_logs
 from shared.services.analytics import analyze_flow_logs, findings_table
@@ -39,6 +44,28 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
     started = time.perf_counter()
     yield
     timings[name] = time.perf_counter() - started
+
+
+def _traffic(rows: list[dict[str, Any]], inventory: Inventory, policy: Policy, flow_dir: Path,
+             report_dir: Path, timings: dict[str, float], out: TextIO) -> None:
+    """Sample flow logs -> detections -> the segmentation map report."""
+    with _timed(timings, "flow logs"):
+        manifest = generate_flow_logs(rows, flow_dir, start=DEMO_START, hours=1, seed=7)
+    print(f"\nSample VNet flow logs: {len(manifest.files)} blobs, {manifest.tuple_count} flow "
+          f"tuples, {len(manifest.incidents)} planted incidents, in {flow_dir}/", file=out)
+    for incident in manifest.incidents:
+        print(f"  - {incident.kind}: {incident.src_ip} -> {incident.dst_ip}:{incident.dst_port} "
+              f"at {incident.time:%H:%M:%S}", file=out)
+    with _timed(timings, "detections"):
+        analysis = analyze_flow_logs(rows, flow_dir)  # the sample analytics configuration
+    print("\nDetections on the sample flow logs (local engine: DuckDB + the kql/ detections):",
+          file=out)
+    print(findings_table(analysis), file=out)
+    with _timed(timings, "report"):
+        flows = flows_from_flow_logs(flow_dir, inventory, rows, SAMPLE_CONFIG).flows
+        page = write_report(inventory, policy, flows, analysis.findings,
+                            report_dir / "report.html")
+    print(f"\nSegmentation map and findings report: {page}", file=out)
 
 
 def run_demo(*, out: TextIO, err: TextIO, keep_dir: Path | None = None) -> int:
@@ -91,18 +118,8 @@ def run_demo(*, out: TextIO, err: TextIO, keep_dir: Path | None = None) -> int:
     elif flow_dir.exists():
         print(f"zts demo: {flow_dir} already exists; choose an empty --out folder", file=err)
         return 2
-    with _timed(timings, "flow logs"):
-        manifest = generate_flow_logs(rows, flow_dir, start=DEMO_START, hours=1, seed=7)
-    print(f"\nSample VNet flow logs: {len(manifest.files)} blobs, {manifest.tuple_count} flow "
-          f"tuples, {len(manifest.incidents)} planted incidents, in {flow_dir}/", file=out)
-    for incident in manifest.incidents:
-        print(f"  - {incident.kind}: {incident.src_ip} -> {incident.dst_ip}:{incident.dst_port} "
-              f"at {incident.time:%H:%M:%S}", file=out)
-    with _timed(timings, "detections"):
-        analysis = analyze_flow_logs(rows, flow_dir)  # the sample analytics configuration
-    print("\nDetections on the sample flow logs (local engine: DuckDB + the kql/ detections):",
-          file=out)
-    print(findings_table(analysis), file=out)
+    _traffic(rows, inventory, policy_load.policy, flow_dir, keep_dir or Path(".demo"),
+             timings, out)
     if keep_dir is not None:
         (keep_dir / "estate.json").write_text(json.dumps({"data": rows}, indent=2) + "\n")
     print("\nTimings: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()),
