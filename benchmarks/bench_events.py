@@ -143,6 +143,7 @@ def run(name: str, policy: Policy, rows: list[dict[str, Any]], inventory: Invent
     queued = coalesced = 0
     if full_path:
         index = ImpactIndex(policy, inventory)
+        gc.freeze()  # as the runtime does: the long-lived index is kept out of the collector's way
         suffix = uuid.uuid4().hex[:8]
         with FakeAzure(rows) as fake, TableInventoryStore.from_connection_string(
                 azurite.connection_string, f"inv{suffix}") as store:
