@@ -418,7 +418,10 @@ class TableInventoryStore:
     def _submit_upserts(self, partition: str, batch: Sequence[_Row]) -> BatchFailure | None:
         operations = [("upsert", row.entity, {"mode": UpdateMode.REPLACE}) for row in batch]
         try:
-            self._table().submit_transaction(operations)
+            if len(batch) == 1:  # an event's single row: a plain upsert, no multipart batch
+                self._table().upsert_entity(batch[0].entity, mode=UpdateMode.REPLACE)
+            else:
+                self._table().submit_transaction(operations)
         except AzureError as error:
             ids = tuple(row.arm_id for row in batch)
             return BatchFailure(partition, _describe(error, ids), ids)
