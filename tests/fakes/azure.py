@@ -52,30 +52,22 @@ from __future__ import annotations
 
 import base64
 import bisect
-import contextlib
 import copy
 import gc
 import hashlib
 import json
 import math
 import re
-import socket
-import ssl
-import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-import trustme
+from tests.fakes.tls import LoopbackTlsServer, Reply, TlsFake, json_reply
 
 JSON = dict[str, Any]
 
@@ -235,101 +227,7 @@ class _Operation:
     started: str = ""
 
 
-_Dispatch = Callable[[str, str, dict[str, str], bytes], _Response]
-
-
-class _Server(ThreadingHTTPServer):
-    """A threading HTTPS server that can close its keep-alive connections when stopped."""
-
-    daemon_threads = True
-
-    def __init__(self, context: ssl.SSLContext, dispatch: _Dispatch) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.socket = context.wrap_socket(
-            self.socket, server_side=True, do_handshake_on_connect=False
-        )
-        self.dispatch = dispatch
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-
-    def track(self, connection: socket.socket, *, open_: bool) -> None:
-        with self._connections_lock:
-            if open_:
-                self._connections.add(connection)
-            else:
-                self._connections.discard(connection)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections, self._connections = self._connections, set()
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Stay quiet about clients that hang up or refuse the certificate."""
-        # Only called from inside an except block, so the exception is current.
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 60  # idle keep-alive connections give up after this many seconds
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection, open_=True)
-        if isinstance(self.connection, ssl.SSLSocket):
-            try:
-                self.connection.do_handshake()  # in this thread, not in the accept loop
-            except OSError:
-                self.server.track(self.connection, open_=False)
-                raise
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.track(self.connection, open_=False)
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        response = self.server.dispatch(self.command, self.path, headers, raw)
-        payload = b"" if response.body is None else json.dumps(response.body).encode()
-        self.send_response(response.status)
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        if payload:
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the per-request access log."""
-
-
-class FakeAzure:
+class FakeAzure(TlsFake):
     """The fake, seeded with raw Resource Graph rows; use it as a context manager.
 
     Parameters:
@@ -387,74 +285,23 @@ class FakeAzure:
         self._canonical_types: dict[str, str] = {}
         self._id_lists: dict[tuple[Any, ...], list[str]] = {}
         self._load(rows)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
-        self._url = ""
-        self._ca_path = ""
+        self._tls = LoopbackTlsServer(self._wire, name="fake-azure", timeout=60)
 
     # ----------------------------------------------------------------- lifecycle
-
-    def start(self) -> None:
-        """Create the CA, bind a free loopback port and serve in a daemon thread."""
-        if self._server is not None:
-            raise RuntimeError("FakeAzure is already running")
-        ca = trustme.CA()
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ca.issue_cert("127.0.0.1").configure_cert(context)
-        self._tempdir = tempfile.TemporaryDirectory(prefix="fake-azure-")
-        ca_path = Path(self._tempdir.name) / "ca.pem"
-        ca.cert_pem.write_to_path(str(ca_path))
-        self._ca_path = str(ca_path)
-        self._server = _Server(context, self._dispatch)
-        self._url = f"https://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-azure",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving, close open connections, join the thread and delete the CA file."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is not None:
-            server.shutdown()
-            server.close_connections()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=10)
-        if self._tempdir is not None:
-            self._tempdir.cleanup()
-            self._tempdir = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
         """``https://127.0.0.1:<port>``: the ``base_url`` for the SDK clients."""
-        if not self._url:
+        if not self._tls.url:
             raise RuntimeError("FakeAzure is not started")
-        return self._url
+        return self._tls.url
 
     @property
     def ca_path(self) -> str:
         """PEM file of the CA to trust (``connection_verify=`` or ``REQUESTS_CA_BUNDLE``)."""
-        if not self._ca_path:
+        if not self._tls.ca_path:
             raise RuntimeError("FakeAzure is not started")
-        return self._ca_path
+        return self._tls.ca_path
 
     # ----------------------------------------------------------------- test helpers
 
@@ -640,6 +487,10 @@ class FakeAzure:
         return ids
 
     # ----------------------------------------------------------------- dispatch
+
+    def _wire(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Reply:
+        response = self._dispatch(method, target, headers, raw)  # serialised outside the lock
+        return json_reply(response.status, response.body, response.headers)
 
     def _dispatch(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> _Response:
         split = urlsplit(target)

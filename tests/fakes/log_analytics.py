@@ -16,29 +16,24 @@ What production clients meet, on demand:
   semantic error in the real service.
 
 Every request needs ``Authorization: Bearer ...``; requests are recorded in :attr:`requests`.
-The TLS server pattern is the one of tests/fakes/azure.py (trustme CA, loopback, free port).
+The TLS server is the one of tests/fakes/tls.py (trustme CA, loopback, free port).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import ssl
-import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import duckdb_kql
-import trustme
 
 from shared.analytics.schema import DUCKDB_TYPES, TABLES
+from tests.fakes.tls import LoopbackTlsServer, Reply, TlsFake, json_reply
 
 _PATH = re.compile(r"^/v1/workspaces/(?P<workspace>[^/]+)/query$")
 _DUCK_TO_LA = {"VARCHAR": "string", "BIGINT": "long", "HUGEINT": "long", "INTEGER": "int",
@@ -77,7 +72,7 @@ def parse_timespan(text: str | None, now: datetime) -> tuple[datetime, datetime]
     return now - _duration(text), now
 
 
-class FakeLogAnalytics:
+class FakeLogAnalytics(TlsFake):
     """Seed with rows per table (dicts keyed by column name; missing columns get Kusto's empty
     values); use as a context manager; point ``LogsQueryClient(endpoint=fake.url,
     connection_verify=fake.ca_path)`` at it."""
@@ -97,61 +92,17 @@ class FakeLogAnalytics:
         self.requests: list[RecordedQuery] = []
         self.partial_error: dict[str, Any] | None = None
         self.fail_with: tuple[int, str] | None = None
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
-        self.url = ""
-        self.ca_path = ""
+        self._tls = LoopbackTlsServer(self._wire, name="fake-la", methods=("POST",), timeout=None)
 
-    def __enter__(self) -> Self:
-        ca = trustme.CA()
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ca.issue_cert("127.0.0.1").configure_cert(context)
-        self._tempdir = tempfile.TemporaryDirectory(prefix="fake-la-")
-        ca_path = Path(self._tempdir.name) / "ca.pem"
-        ca.cert_pem.write_to_path(str(ca_path))
-        self.ca_path = str(ca_path)
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                status, body = fake._dispatch(self.path, dict(self.headers.items()), raw)
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Quiet."""
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        self._server = server
-        self.url = f"https://127.0.0.1:{server.server_address[1]}"
-        self._thread = threading.Thread(target=server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._tempdir is not None:
-            self._tempdir.cleanup()
+    def stop(self) -> None:
+        """Stop the server and close the database (the fake is done)."""
+        super().stop()
         self._con.close()
 
     # ------------------------------------------------------------------------------------------
+
+    def _wire(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Reply:
+        return json_reply(*self._dispatch(target, headers, raw))
 
     def _dispatch(self, path: str, headers: Mapping[str, str],
                   raw: bytes) -> tuple[int, dict[str, Any]]:

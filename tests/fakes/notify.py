@@ -17,7 +17,7 @@
   works with ``IDENTITY_ENDPOINT``/``IDENTITY_HEADER``/``REQUESTS_CA_BUNDLE``).
 
 Served on ``https://127.0.0.1:<free port>`` with a throw-away ``trustme`` CA (the SDKs refuse
-bearer tokens over plain http), with the same threading server pattern as ``tests/fakes/azure.py``.
+bearer tokens over plain http), with the threading server of ``tests/fakes/tls.py``.
 Every request is recorded; accepted emails and cards are kept in :attr:`emails` and :attr:`cards`.
 Faults (:meth:`add_fault`) answer a status (``Retry-After`` as given) or drop the connection
 without answering, before authentication and routing.
@@ -26,28 +26,20 @@ without answering, before authentication and routing.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
 import re
-import socket
-import ssl
-import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import trustme
+from tests.fakes.tls import LoopbackTlsServer, Reply, TlsFake, json_reply
 
 JSON = dict[str, Any]
 
@@ -105,88 +97,6 @@ class _Operation:
     polls: int = 0
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, context: ssl.SSLContext, fake: FakeNotify) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.socket = context.wrap_socket(self.socket, server_side=True,
-                                          do_handshake_on_connect=False)
-        self.fake = fake
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-
-    def track(self, connection: socket.socket, *, open_: bool) -> None:
-        with self._connections_lock:
-            if open_:
-                self._connections.add(connection)
-            else:
-                self._connections.discard(connection)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections, self._connections = self._connections, set()
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 30
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection, open_=True)
-        if isinstance(self.connection, ssl.SSLSocket):
-            try:
-                self.connection.do_handshake()
-            except OSError:
-                self.server.track(self.connection, open_=False)
-                raise
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.track(self.connection, open_=False)
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        response = self.server.fake.dispatch(self.command, self.path, headers, raw)
-        if response.drop:
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        payload = b"" if response.body is None else json.dumps(response.body).encode()
-        self.send_response(response.status)
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        if payload:
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the access log (it would print the webhook signature)."""
-
-
 class _Refused(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -199,7 +109,7 @@ class _Refused(Exception):
                          {"x-ms-error-code": self.code})
 
 
-class FakeNotify:
+class FakeNotify(TlsFake):
     """The fake; use it as a context manager. Public state may be read at any time.
 
     Parameters:
@@ -221,49 +131,10 @@ class FakeNotify:
         self._lock = threading.RLock()
         self._faults: list[_Fault] = []
         self._operations: dict[str, _Operation] = {}
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
-        self._url = ""
-        self._ca_path = ""
+        self._tls = LoopbackTlsServer(self._wire, name="fake-notify", methods=("GET", "POST"),
+                                      timeout=30)
 
     # -- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> None:
-        ca = trustme.CA()
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ca.issue_cert("127.0.0.1").configure_cert(context)
-        self._tempdir = tempfile.TemporaryDirectory(prefix="fake-notify-")
-        path = Path(self._tempdir.name) / "ca.pem"
-        ca.cert_pem.write_to_path(str(path))
-        self._ca_path = str(path)
-        self._server = _Server(context, self)
-        self._url = f"https://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, name="fake-notify",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is not None:
-            server.shutdown()
-            server.close_connections()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=10)
-        if self._tempdir is not None:
-            self._tempdir.cleanup()
-            self._tempdir = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     def reset(self) -> None:
         """Forget requests, messages, faults and failure settings (between tests)."""
@@ -277,20 +148,12 @@ class FakeNotify:
             self._operations.clear()
 
     @property
-    def url(self) -> str:
-        return self._url
-
-    @property
-    def ca_path(self) -> str:
-        return self._ca_path
-
-    @property
     def acs_connection_string(self) -> str:
-        return f"endpoint={self._url}/;accesskey={self.access_key}"
+        return f"endpoint={self.url}/;accesskey={self.access_key}"
 
     @property
     def webhook_url(self) -> str:
-        return (f"{self._url}/workflows/{WORKFLOW_ID}/triggers/manual/paths/invoke"
+        return (f"{self.url}/workflows/{WORKFLOW_ID}/triggers/manual/paths/invoke"
                 f"?api-version=1&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={self.webhook_secret}")
 
     # -- test helpers ------------------------------------------------------------------------
@@ -310,6 +173,11 @@ class FakeNotify:
                        if r.method == method and path_contains in r.path)
 
     # -- dispatch ----------------------------------------------------------------------------
+
+    def _wire(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Reply | None:
+        response = self.dispatch(method, target, headers, raw)
+        return None if response.drop else json_reply(response.status, response.body,
+                                                      response.headers)
 
     def dispatch(self, method: str, target: str, headers: dict[str, str],
                  raw: bytes) -> _Response:
@@ -416,7 +284,7 @@ class FakeNotify:
         with self._lock:
             self._operations[operation_id] = _Operation(operation_id, recipients)
             self.emails.append({**body, "_operationId": operation_id})
-        location = f"{self._url}/emails/operations/{operation_id}?api-version={version}"
+        location = f"{self.url}/emails/operations/{operation_id}?api-version={version}"
         return _Response(202, {"id": operation_id, "status": "Running"},
                          {"Operation-Location": location, "retry-after": str(self.retry_after)})
 
