@@ -8,23 +8,31 @@ section 2): ``{"records": [{"time", "flowLogVersion", "macAddress", "flowLogReso
 Every byte is handled by DuckDB, not by Python loops: ``read_text`` + ``from_json`` (nine times
 faster here than ``read_json`` on hourly blobs, and it lets a bad blob become NULL through
 ``TRY`` instead of failing the whole read), ``unnest`` down to the tuple strings, and
-``string_split`` for the 13 fields. Files are processed in batches of about ``batch_bytes`` so
-memory stays bounded however many blobs there are; each batch is reduced at once to the Traffic
-Analytics aggregation key (interval, NIC, ACL, rule, source, destination, destination port,
-protocol, direction, allowed/denied - the source port is not part of it), which is far smaller
-than the tuples.
+``string_split`` for the 13 fields. Each blob is read and parsed **once**: the same pipeline
+reduces the tuples to the Traffic Analytics aggregation key (interval, NIC, ACL, rule, source,
+destination, destination port, protocol, direction, allowed/denied - the source port is not part
+of it), which is far smaller than the tuples, and carries the blob's own accounting (its records
+per flowLogVersion) along.
+
+Files are processed in batches of at most ``batch_bytes`` (smaller when that gives every worker
+several) so memory stays bounded however many blobs there are, and batches run on several DuckDB
+cursors at once (``workers``, by default DuckDB's ``threads``): a ``read_text`` scan is a single
+pipeline, so one query at a time would keep one core busy.
 
 Nothing bad is dropped silently. A blob that is not JSON (truncated, empty) or not of the
 documented shape is skipped whole, with a reason found by re-reading that one file in Python; a
 record with a flowLogVersion other than 4 is skipped with its version; a tuple that does not
-parse is skipped with the first failing field. Counts per reason are kept, with a few examples.
+parse is skipped with the first failing field. Counts per reason are kept, with examples from the
+first blobs (in path order) where each reason occurred.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -35,6 +43,10 @@ BLOB_NAME: Final = "PT1H.json"
 SUPPORTED_VERSION: Final = "4"
 EXAMPLES_PER_REASON: Final = 3
 DEFAULT_BATCH_BYTES: Final = 256 * 1024 * 1024
+#: Batches are cut smaller than ``batch_bytes`` so that every worker gets several (the last
+#: batch of an uneven split would otherwise run alone), but not below this size.
+MIN_BATCH_BYTES: Final = 8 * 1024 * 1024
+BATCHES_PER_WORKER: Final = 4
 MIN_EPOCH_MS: Final = 946_684_800_000  # 2000-01-01: anything earlier is not a flow log time
 MAX_EPOCH_MS: Final = 4_102_444_800_000  # 2100-01-01
 
@@ -42,8 +54,10 @@ MAX_EPOCH_MS: Final = 4_102_444_800_000  # 2100-01-01
 #: ``flowTuples`` stays JSON text (DuckDB re-serializes it minified, ``["t1","t2"]``) and is cut
 #: with string functions: a third faster than materializing a list of strings per group; a
 #: non-string element makes a tuple that fails to parse and is counted, not lost.
+#: ``flowLogVersion`` is kept as JSON text: ``4`` and ``"4"`` are version 4 (as they always
+#: were), and a blob whose records are all one of those needs no look at its text.
 _BLOB_STRUCTURE: Final = json.dumps({"records": [{
-    "flowLogVersion": "VARCHAR", "macAddress": "VARCHAR", "flowLogResourceID": "VARCHAR",
+    "flowLogVersion": "JSON", "macAddress": "VARCHAR", "flowLogResourceID": "VARCHAR",
     "targetResourceID": "VARCHAR",
     "flowRecords": {"flows": [{"aclID": "VARCHAR",
                                "flowGroups": [{"rule": "VARCHAR", "flowTuples": "JSON"}]}]},
@@ -52,38 +66,66 @@ _BLOB_STRUCTURE: Final = json.dumps({"records": [{
 PARTIAL_TABLE: Final = "zts_flow_partial"
 _PARTIAL_DDL: Final = """
 CREATE TABLE IF NOT EXISTS zts_flow_partial (
-    filename VARCHAR, reason VARCHAR, interval_ms BIGINT, mac VARCHAR, acl VARCHAR,
+    file INTEGER, reason VARCHAR, interval_ms BIGINT, mac VARCHAR, acl VARCHAR,
     rule VARCHAR, src VARCHAR, dst VARCHAR, dport INTEGER, proto INTEGER, dir VARCHAR,
     denied BOOLEAN, enc VARCHAR, flowlog VARCHAR, target VARCHAR, first_ms BIGINT,
     last_ms BIGINT, first_bd BIGINT, last_bd BIGINT, begun BIGINT, refused BIGINT,
     ended BIGINT, pkts_s2d BIGINT, bytes_s2d BIGINT, pkts_d2s BIGINT, bytes_d2s BIGINT,
-    tuples BIGINT, example VARCHAR)
+    tuples BIGINT, example VARCHAR, versions VARCHAR)
 """
+
+#: The flowLogVersion values of a blob's records, as the pattern finds them in its text: what
+#: the record accounting has always counted (a record without the key is not counted; ``null``
+#: counts as version "null"). The same pattern runs in DuckDB (RE2) and here (``re``), with the
+#: whitespace class spelled out so that both mean the same characters.
+VERSION_PATTERN: Final = r'"flowLogVersion"[\t\n\f\r ]*:[\t\n\f\r ]*"?([0-9A-Za-z.]+)'
+_VERSIONS_RE: Final = re.compile(VERSION_PATTERN)
+#: ``versions`` of a blob whose records are all plainly version 4: ``#`` and the record count.
+_ALL_V4: Final = "#"
 
 # One batch, one pipeline (nothing materialized but the aggregate): blobs -> records of version
 # 4 -> flows -> flow groups -> tuple strings -> 13 typed fields and the first failing check ->
 # the Traffic Analytics key. Rows of bad tuples keep only the file and the reason (and one
-# example), so they cannot multiply groups.
+# example), so they cannot multiply groups. Every row also carries its blob's record versions
+# (``versions``, computed once per blob from the parsed records: ``#<count>`` when every record
+# is plainly version 4 - the usual case, no look at the text - else VERSION_PATTERN over the
+# text, as they have always been counted), so the blob is never read a second time. A blob that
+# yields no tuple row at all (refused by the parse, or holding no flows) is looked at again in
+# Python, alone. The blob is keyed by its index (``$first`` + position), not its path: hashing a
+# number per tuple is cheaper than hashing a long path.
 _BATCH_SQL: Final = """
 INSERT INTO zts_flow_partial
-WITH records AS (
-    SELECT filename, unnest(TRY(from_json(content, $structure)).records) AS r
-    FROM read_text($files)
+WITH docs AS (
+    SELECT file, doc,
+        CASE WHEN list_bool_and(list_transform(
+                doc.records, lambda r: coalesce(r.flowLogVersion IN ('4', '"4"'), false)))
+             THEN '#' || CAST(len(doc.records) AS VARCHAR)
+             ELSE array_to_string(regexp_extract_all(content, $version_pattern, 1), ' ')
+        END AS versions
+    FROM (SELECT f.file, t.content, TRY(from_json(t.content, $structure)) AS doc
+          FROM read_text($files) t
+          JOIN (SELECT unnest($files) AS name,
+                       unnest(range($first, $first + len($files))) AS file) f
+            ON f.name = t.filename)
+), records AS (
+    SELECT file, versions, unnest(doc.records) AS r FROM docs
 ), flows AS (
-    SELECT filename, r.macAddress AS mac, r.flowLogResourceID AS flowlog,
+    SELECT file, versions, r.macAddress AS mac, r.flowLogResourceID AS flowlog,
            r.targetResourceID AS target, unnest(r.flowRecords.flows) AS f
-    FROM records WHERE r.flowLogVersion = '4'
+    FROM records WHERE r.flowLogVersion IN ('4', '"4"')
 ), groups AS (
-    SELECT filename, mac, flowlog, target, f.aclID AS acl, unnest(f.flowGroups) AS g FROM flows
+    SELECT file, versions, mac, flowlog, target, f.aclID AS acl, unnest(f.flowGroups) AS g
+    FROM flows
 ), tuples AS (
-    SELECT filename, mac, flowlog, target, acl, g.rule AS rule,
+    SELECT file, versions, mac, flowlog, target, acl, g.rule AS rule,
         unnest(CASE WHEN g.flowTuples = '[]' THEN []::VARCHAR[]
                ELSE string_split(g.flowTuples[3:-3], '","') END) AS t
     FROM groups
 ), split AS (
-    SELECT filename, mac, flowlog, target, acl, rule, t, string_split(t, ',') AS p FROM tuples
+    SELECT file, versions, mac, flowlog, target, acl, rule, t, string_split(t, ',') AS p
+    FROM tuples
 ), typed AS (
-    SELECT filename, mac, flowlog, target, acl, rule, t, len(p) AS n,
+    SELECT file, versions, mac, flowlog, target, acl, rule, t, len(p) AS n,
         TRY_CAST(p[1] AS BIGINT) AS ts_raw, length(p[1]) AS ts_digits,
         p[2] AS src, p[3] AS dst,
         TRY_CAST(p[4] AS INTEGER) AS sport, TRY_CAST(p[5] AS INTEGER) AS dport,
@@ -110,7 +152,7 @@ WITH records AS (
     END AS reason
     FROM timed
 ), keyed AS (
-    SELECT filename, reason, t, state, enc, flowlog, target, c1, c2, c3, c4, ts,
+    SELECT file, versions, reason, t, state, enc, flowlog, target, c1, c2, c3, c4, ts,
         CASE WHEN reason IS NULL THEN ts // $interval_ms * $interval_ms END AS interval_ms,
         CASE WHEN reason IS NULL THEN mac END AS mac,
         CASE WHEN reason IS NULL THEN acl END AS acl,
@@ -120,25 +162,29 @@ WITH records AS (
         CASE WHEN reason IS NULL THEN dport END AS dport,
         CASE WHEN reason IS NULL THEN proto END AS proto,
         CASE WHEN reason IS NULL THEN dir END AS dir,
-        CASE WHEN reason IS NULL THEN state = 'D' END AS denied
+        CASE WHEN reason IS NULL THEN state = 'D' END AS denied,
+        -- plain values rather than FILTERed aggregates: cheaper per tuple, the same sums
+        CASE WHEN state IN ('B', 'D') THEN ts END AS opened_ts,
+        CASE WHEN state = 'B' THEN 1 ELSE 0 END AS is_b,
+        CASE WHEN state = 'D' THEN 1 ELSE 0 END AS is_d,
+        CASE WHEN state = 'E' THEN 1 ELSE 0 END AS is_e
     FROM checked
 )
-SELECT filename, reason, interval_ms, mac, acl, rule, src, dst, dport, proto, dir, denied,
+SELECT file, reason, interval_ms, mac, acl, rule, src, dst, dport, proto, dir, denied,
     min(enc), min(flowlog), min(target), min(ts), max(ts),
-    min(ts) FILTER (WHERE state IN ('B', 'D')), max(ts) FILTER (WHERE state IN ('B', 'D')),
-    count(*) FILTER (WHERE state = 'B'), count(*) FILTER (WHERE state = 'D'),
-    count(*) FILTER (WHERE state = 'E'),
+    min(opened_ts), max(opened_ts), sum(is_b), sum(is_d), sum(is_e),
     sum(c1), sum(c2), sum(c3), sum(c4), count(*),
-    min(t) FILTER (WHERE reason IS NOT NULL)
+    min(t) FILTER (WHERE reason IS NOT NULL), any_value(versions)
 FROM keyed
-GROUP BY filename, reason, interval_ms, mac, acl, rule, src, dst, dport, proto, dir, denied
+GROUP BY file, reason, interval_ms, mac, acl, rule, src, dst, dport, proto, dir, denied
 """
 
-# Per blob, the flowLogVersion of each record, read with a regular expression over the text
-# (cheaper than a second JSON parse; a blob the JSON parse refused is diagnosed separately).
+# Once every batch is in: per blob (its index in path order) and reason, the tuples read (NULL
+# reason: the good ones), the smallest offending tuple, and the blob's record versions. A row or
+# two per blob, whatever the volume.
 _ACCOUNT_SQL: Final = """
-SELECT filename, regexp_extract_all(content, '"flowLogVersion"\\s*:\\s*"?([0-9A-Za-z.]+)', 1)
-FROM read_text($files) ORDER BY filename
+SELECT file, coalesce(reason, ''), sum(tuples), min(example), any_value(versions)
+FROM zts_flow_partial GROUP BY file, reason ORDER BY file, reason
 """
 
 
@@ -225,58 +271,93 @@ class FlowLogReader:
     """Reads blobs into the ``zts_flow_partial`` table of a DuckDB connection."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, interval_minutes: int = 10,
-                 batch_bytes: int = DEFAULT_BATCH_BYTES) -> None:
+                 batch_bytes: int = DEFAULT_BATCH_BYTES, workers: int | None = None) -> None:
         if interval_minutes not in (10, 60):
             raise ValueError("Traffic Analytics processes flows every 10 or 60 minutes")
         self.con = con
         self.interval_ms = interval_minutes * 60_000
         self.batch_bytes = batch_bytes
+        if workers is None:
+            (threads,), = con.execute("SELECT current_setting('threads')").fetchall()
+            workers = int(threads)
+        self.workers = max(1, workers)
 
     def read(self, root: Path) -> BlobReport:
         """Read every blob under ``root``; raises FileNotFoundError if ``root`` is missing."""
         if not root.is_dir():
             raise FileNotFoundError(f"flow log folder {root} does not exist")
-        self.con.execute("SET enable_progress_bar = false")
         self.con.execute(_PARTIAL_DDL)
         report = BlobReport()
         blobs = list_blobs(root)
         report.blobs_found = len(blobs)
         report.bytes_read = sum(size for _, size in blobs)
-        for batch in batches(blobs, self.batch_bytes):
-            self._batch(batch, root, report)
+        share = report.bytes_read // (self.workers * BATCHES_PER_WORKER)
+        planned = batches(blobs, min(self.batch_bytes, max(MIN_BATCH_BYTES, share)))
+        firsts = [sum(len(b) for b in planned[:i]) for i in range(len(planned))]
+        if len(planned) == 1 or self.workers == 1:
+            for first, batch in zip(firsts, planned, strict=True):
+                self._batch(self.con, first, batch)
+        else:
+            with ThreadPoolExecutor(max_workers=self.workers) as pool:
+                for done in [pool.submit(self._batch_on_cursor, first, batch)
+                             for first, batch in zip(firsts, planned, strict=True)]:
+                    done.result()
+        self._account([path for path, _ in blobs], root, report)
         return report
 
-    def _batch(self, files: list[Path], root: Path, report: BlobReport) -> None:
-        names = [str(f) for f in files]
-        self.con.execute(_BATCH_SQL, {
-            "structure": _BLOB_STRUCTURE, "files": names, "min_ms": MIN_EPOCH_MS,
-            "max_ms": MAX_EPOCH_MS, "interval_ms": self.interval_ms})
-        accounted = self.con.execute(_ACCOUNT_SQL, {"files": names}).fetchall()
-        with_tuples = {name for (name,) in self.con.execute(
-            f"SELECT DISTINCT filename FROM {PARTIAL_TABLE} WHERE filename IN "  # noqa: S608
-            "(SELECT unnest($files))", {"files": names}).fetchall()}
-        for name, versions in accounted:
-            counts = Counter(versions or [])
-            if name not in with_tuples:
+    def _batch_on_cursor(self, first: int, files: list[Path]) -> None:
+        cursor = self.con.cursor()  # a connection of its own to the same database
+        try:
+            self._batch(cursor, first, files)
+        finally:
+            cursor.close()
+
+    def _batch(self, con: duckdb.DuckDBPyConnection, first: int, files: list[Path]) -> None:
+        """Blobs ``first`` .. ``first + len(files) - 1`` (their index in path order is the
+        ``file`` column of the partial table)."""
+        con.execute("SET enable_progress_bar = false")
+        con.execute(_BATCH_SQL, {
+            "structure": _BLOB_STRUCTURE, "files": [str(f) for f in files], "first": first,
+            "version_pattern": VERSION_PATTERN, "min_ms": MIN_EPOCH_MS, "max_ms": MAX_EPOCH_MS,
+            "interval_ms": self.interval_ms})
+
+    def _account(self, paths: list[Path], root: Path, report: BlobReport) -> None:
+        """Counts and examples, blob by blob in path order (whatever the batches were)."""
+        found: dict[int, list[tuple[str, int, str | None, str | None]]] = {}
+        for file, reason, count, example, versions in self.con.execute(_ACCOUNT_SQL).fetchall():
+            found.setdefault(int(file), []).append((str(reason), int(count), example, versions))
+        for index, path in enumerate(paths):
+            name = str(path)
+            rows = found.get(index)
+            if rows is None:
                 # no tuple came out: a blob the parse refused, or one that holds no flows
-                problem = _diagnose(Path(name))
+                problem, listed = _diagnose(path)
                 if problem is not _FINE:
                     report.blobs_skipped.add(problem, 1, _relative(name, root))
                     continue
+                counts = Counter(listed)
+            else:
+                counts = _version_counts(rows[0][3])
             report.records_read += sum(counts.values())
             for version, count in sorted(counts.items()):
                 if version != SUPPORTED_VERSION:
                     report.records_skipped.add(
                         f"unsupported flowLogVersion {version} (expected 4)", count,
                         _relative(name, root))
-        for reason, count, name, example in self.con.execute(
-                f"SELECT coalesce(reason, ''), sum(tuples), min(filename), min(example) "  # noqa: S608 - constant identifiers; values are bound
-                f"FROM {PARTIAL_TABLE} WHERE filename IN (SELECT unnest($files)) "
-                "GROUP BY 1 ORDER BY 1", {"files": names}).fetchall():
-            report.tuples_read += int(count)
-            if reason:
-                report.tuples_skipped.add(reason, int(count),
-                                          f"{_relative(name, root)}: {str(example)[:120]}")
+            for reason, count, example, _ in rows or ():
+                report.tuples_read += count
+                if reason:
+                    report.tuples_skipped.add(reason, count,
+                                              f"{_relative(name, root)}: {str(example)[:120]}")
+
+
+def _version_counts(versions: str | None) -> Counter[str]:
+    """The ``versions`` column back to counts per version (see ``_BATCH_SQL``)."""
+    if not versions:
+        return Counter()
+    if versions.startswith(_ALL_V4):
+        return Counter({SUPPORTED_VERSION: int(versions[len(_ALL_V4):])})
+    return Counter(versions.split())
 
 
 def _relative(name: str, root: Path) -> str:
@@ -289,22 +370,23 @@ def _relative(name: str, root: Path) -> str:
 _FINE: Final = "fine"
 
 
-def _diagnose(path: Path) -> str:
+def _diagnose(path: Path) -> tuple[str, list[str]]:
     """Why DuckDB could not read this blob: re-read that one file in Python for the reason
-    (:data:`_FINE` when Python finds nothing wrong, e.g. records that hold no flows)."""
+    (:data:`_FINE` when Python finds nothing wrong, e.g. records that hold no flows), with the
+    flowLogVersion values its text holds (:data:`VERSION_PATTERN`) for the record accounting."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        return f"unreadable: {type(err).__name__}"
+        return f"unreadable: {type(err).__name__}", []
     if not text.strip():
-        return "empty blob"
+        return "empty blob", []
     try:
         document = json.loads(text)
     except json.JSONDecodeError as err:
         if not text.rstrip().endswith("}"):
-            return "not valid JSON: truncated (the document does not end)"
-        return f"not valid JSON: {err.msg}"
-    return _shape_problem(document) or _FINE
+            return "not valid JSON: truncated (the document does not end)", []
+        return f"not valid JSON: {err.msg}", []
+    return _shape_problem(document) or _FINE, _VERSIONS_RE.findall(text)
 
 
 def _shape_problem(document: Any) -> str | None:

@@ -3,13 +3,22 @@
 **Observed** reachability is time-respecting and of any depth. The edges are the observed,
 allowed connections between private hosts; each aggregated row knows two moments a connection
 was opened (its first and last start in the interval). A hop ``u -> v`` at time ``t`` counts
-only if ``u`` was already reached at ``t`` (``t >= arrival(u)``). Processing every edge moment
-once in time order computes the earliest arrival at every host (a "foremost journey" search,
-linear in the number of edges after the sort), with the hop count and the previous host of that
-earliest path. Using only the recorded first/last moments is sound - every counted hop really
-happened after the previous one - and at worst late by part of one processing interval, which is
-why the local engine defaults to 10-minute intervals. Traffic Analytics' published query instead
-self-joins the pairs twice (at most four hops) and ignores time order.
+only if ``u`` was already reached at ``t`` (``t >= arrival(u)``). The answer is the one of
+processing every edge moment once in ``(time, source, destination)`` order (a "foremost journey"
+search): the earliest arrival at every host, with the hop count and the previous host of that
+earliest path. It is computed without visiting every moment: hosts and moments are kept as
+integers (host ranks in address-text order, epoch microseconds), each host pair holds its sorted
+moments, and from each reached host only the first usable moment of each outgoing pair enters a
+heap ordered like that scan - so the work grows with the pairs around the reached hosts, not with
+the moments of the whole window, and many origins stay cheap. Using only the recorded first/last
+moments is sound - every counted hop really happened after the previous one - and at worst late
+by part of one processing interval, which is why the local engine defaults to 10-minute
+intervals. Traffic Analytics' published query instead self-joins the pairs twice (at most four
+hops) and ignores time order.
+
+An engine that can reduce the edge rows itself (:class:`EdgeMomentSource`, the local DuckDB
+engine) hands over one row per host pair with its distinct moments instead of one row per pair
+and interval.
 
 **Reachable by policy** asks the independent NSG evaluator (shared.policy.evaluator) whether the
 origin could open a TCP connection to each estate host on a set of probe ports (remote-access,
@@ -22,15 +31,16 @@ empty set.
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from shared.analytics.detections import EPOCH, Origin, describe_host, iso
-from shared.analytics.query import Row
+from shared.analytics.query import Row, Window
 from shared.domain.arm_id import key
 from shared.domain.findings import Finding
 from shared.domain.inventory import Inventory
@@ -68,36 +78,108 @@ def edges_from_rows(rows: Iterable[Row]) -> list[Edge]:
     return out
 
 
-class TemporalGraph:
-    """Edge moments sorted once, then searched from any number of origins."""
+@dataclass(frozen=True, slots=True)
+class EdgeMoments:
+    """The blast-radius edge query's rows reduced to what reachability reads: for each
+    ``(source, destination)`` host pair, the distinct moments a connection was opened, in epoch
+    microseconds, ascending. ``rows`` is how many rows the query itself returned."""
 
-    def __init__(self, edges: Iterable[Edge]) -> None:
-        moments = set()
+    pairs: Sequence[tuple[str, str, Sequence[int]]]
+    rows: int
+
+
+@runtime_checkable
+class EdgeMomentSource(Protocol):
+    """An engine that runs the blast-radius edge query and reduces its rows itself (as
+    :func:`edges_from_rows` + :class:`TemporalGraph` would: rows with an empty or equal source
+    and destination, or no first contact, left out; a missing last contact is the first)."""
+
+    def edge_moments(self, query: str, window: Window) -> EdgeMoments: ...
+
+
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(moment: datetime) -> int:
+    """Epoch microseconds (naive datetimes are UTC, as everywhere in the analytics)."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return (aware - EPOCH) // _MICROSECOND
+
+
+class TemporalGraph:
+    """Edge moments grouped per host pair once, then searched from any number of origins."""
+
+    def __init__(self, edges: Iterable[Edge] = ()) -> None:
+        moments: dict[tuple[str, str], set[int]] = {}
         for edge in edges:
-            moments.add((edge.first, edge.src, edge.dst))
+            times = moments.setdefault((edge.src, edge.dst), set())
+            times.add(_micros(edge.first))
             if edge.last > edge.first:
-                moments.add((edge.last, edge.src, edge.dst))
-        self._moments = sorted(moments)
-        self._times = [m[0] for m in self._moments]
+                times.add(_micros(edge.last))
+        self._index(((src, dst, sorted(times)) for (src, dst), times in moments.items()))
+
+    @classmethod
+    def from_moments(cls, moments: EdgeMoments) -> TemporalGraph:
+        """The graph of an engine's reduced edges (moments already distinct and sorted)."""
+        graph = cls.__new__(cls)
+        graph._index(moments.pairs)
+        return graph
+
+    def _index(self, pairs: Iterable[tuple[str, str, Sequence[int]]]) -> None:
+        kept = [(src, dst, times) for src, dst, times in pairs if times]
+        # ranks in text order, so that ties at one moment are broken as the scan breaks them
+        self._hosts = sorted({src for src, _, _ in kept} | {dst for _, dst, _ in kept})
+        rank = {host: i for i, host in enumerate(self._hosts)}
+        self._out: list[list[tuple[int, Sequence[int]]]] = [[] for _ in self._hosts]
+        for src, dst, times in kept:
+            self._out[rank[src]].append((rank[dst], times))
+        self._rank = rank
+        self._moments = sum(len(times) for _, _, times in kept)
 
     def __len__(self) -> int:
-        return len(self._moments)
+        return self._moments
 
     def reach(self, origin: str, since: datetime) -> list[Reached]:
         """Hosts reached from ``origin`` by hops opened at or after ``since`` and each after
-        the previous host was reached; ordered by first contact, then address."""
-        arrival: dict[str, datetime] = {origin: since}
-        hops: dict[str, int] = {origin: 0}
-        via: dict[str, str] = {}
-        for index in range(bisect_left(self._times, since), len(self._moments)):
-            when, src, dst = self._moments[index]
-            reached_src = arrival.get(src)
-            if reached_src is None or when < reached_src or dst in arrival:
+        the previous host was reached; ordered by first contact, then address.
+
+        The same answer as taking every moment ``(t, u, v)`` at or after ``since`` in
+        ``(t, u, v)`` order and reaching ``v`` when ``u`` is already reached and ``v`` is not:
+        a moment of ``u -> v`` is usable once ``u`` is reached, that is from the moment that
+        reached ``u`` on (a moment at that same time counts only if it comes after it in that
+        order, i.e. if ``u`` ranks after the host that reached it)."""
+        start = self._rank.get(origin)
+        if start is None:
+            return []
+        since_us = _micros(since)
+        arrival = {start: since_us}
+        hops = {start: 0}
+        via: dict[int, int] = {}
+        heap: list[tuple[int, int, int]] = []
+        out = self._out
+
+        def offer(host: int, at: int, before: int) -> None:
+            for dst, times in out[host]:
+                if dst in arrival:
+                    continue
+                i = bisect_left(times, at)
+                if i < len(times) and times[i] == at and before > host:
+                    i += 1  # that moment came before the one that reached ``host``
+                if i < len(times):
+                    heapq.heappush(heap, (times[i], host, dst))
+
+        offer(start, since_us, -1)
+        while heap:
+            when, src, dst = heapq.heappop(heap)
+            if dst in arrival:
                 continue
             arrival[dst] = when
             hops[dst] = hops[src] + 1
             via[dst] = src
-        found = [Reached(ip, hops[ip], arrival[ip], via[ip]) for ip in arrival if ip != origin]
+            offer(dst, when, src)
+        hosts = self._hosts
+        found = [Reached(hosts[h], hops[h], EPOCH + timedelta(microseconds=arrival[h]),
+                         hosts[via[h]]) for h in arrival if h != start]
         return sorted(found, key=lambda r: (r.first_seen, r.hops, _ip_order(r.ip)))
 
 

@@ -10,12 +10,17 @@ clean: its status says so, ``stats.complete`` is false, and the CLI exits non-ze
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
+from types import TracebackType
 from typing import Any
 
 from shared.analytics.blast_radius import (
+    EdgeMoments,
+    EdgeMomentSource,
     PolicyReach,
     TemporalGraph,
     blast_radius_finding,
@@ -78,6 +83,45 @@ def _run(engine: QueryEngine, text: str, window: Window) -> QueryResult:
         return QueryResult.failed(f"{type(err).__name__}: {err}")
 
 
+_Edges = EdgeMoments | QueryResult
+
+
+def _blast_edges(engine: QueryEngine, text: str, window: Window) -> _Edges:
+    """The blast-radius edges: reduced by the engine when it can, else its rows."""
+    moments = _edge_moments(engine, text, window)
+    return moments if moments is not None else _run(engine, text, window)
+
+
+class _Prefetch:
+    """Queries started before their results are needed, when the engine says it can run
+    several at once (``concurrent_queries``, e.g. the local DuckDB engine: a query keeps about
+    one and a half of its cores busy). Results are still taken, and mapped, in catalog order,
+    so the report is the same as when they run one by one, which they do without the attribute.
+    """
+
+    def __init__(self, engine: QueryEngine) -> None:
+        workers = getattr(engine, "concurrent_queries", 1)
+        self._pool = (ThreadPoolExecutor(workers, thread_name_prefix="zts-query")
+                      if isinstance(workers, int) and workers > 1 else None)
+        self._started: dict[str, Future[Any]] = {}
+
+    def start(self, key: str, job: Callable[[], Any]) -> None:
+        if self._pool is not None and key not in self._started:
+            self._started[key] = self._pool.submit(job)
+
+    def result(self, key: str, job: Callable[[], Any]) -> Any:
+        started = self._started.pop(key, None)
+        return started.result() if started is not None else job()
+
+    def __enter__(self) -> _Prefetch:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def analyze(engine: QueryEngine, catalog: Catalog, queries: Mapping[str, str], *,
             config: AnalyticsConfig, window: Window, inventory: Inventory | None,
             origins: Sequence[str] = (), evaluator: NsgEvaluator | None = None,
@@ -94,29 +138,46 @@ def analyze(engine: QueryEngine, catalog: Catalog, queries: Mapping[str, str], *
     statuses: dict[str, _Status] = {}
     findings: list[Finding] = []
     found_origins: list[Origin] = []
+    named = [Origin(ip, window.start, ("named with --origin",)) for ip in origins]
+    texts: dict[str, str | Exception] = {}
     for detection in catalog.detections:
         if detection.id == "blast_radius":
             continue
-        status = statuses[detection.id] = _Status()
         try:
-            text = render_query(detection, queries[detection.id], config, window, known_subs)
+            texts[detection.id] = render_query(detection, queries[detection.id], config, window,
+                                               known_subs)
         except (KeyError, KqlValueError) as err:
-            status.status, status.error = QueryStatus.FAILED.value, f"cannot build query: {err}"
-            continue
-        result = _run(engine, text, window)
-        status.status, status.error, status.rows = result.status.value, result.error, len(
-            result.rows)
-        mapped: Mapped = MAPPERS[detection.id](
-            result.rows, Context(config, inventory, detection.severity))
-        status.findings = len(mapped.findings)
-        status.notes.update(mapped.notes)
-        findings += mapped.findings
-        found_origins += mapped.origins
-        if detection.id == "risky_region" and mapped.notes.get("public_without_country"):
-            status.notes["complete"] = False
-    named = [Origin(ip, window.start, ("named with --origin",)) for ip in origins]
-    blast = _blast_radius(engine, catalog, queries, config, window, inventory, evaluator,
-                          merge_origins([*found_origins, *named]), statuses)
+            texts[detection.id] = err
+    with _Prefetch(engine) as prefetch:
+        for key, text in texts.items():
+            if isinstance(text, str):
+                prefetch.start(key, partial(_run, engine, text, window))
+        if named:
+            _prefetch_blast(prefetch, engine, catalog, queries, config, window)
+        for detection in catalog.detections:
+            if detection.id == "blast_radius":
+                continue
+            status = statuses[detection.id] = _Status()
+            text = texts[detection.id]
+            if not isinstance(text, str):
+                status.status, status.error = (QueryStatus.FAILED.value,
+                                               f"cannot build query: {text}")
+                continue
+            result = prefetch.result(detection.id, partial(_run, engine, text, window))
+            status.status, status.error, status.rows = result.status.value, result.error, len(
+                result.rows)
+            mapped: Mapped = MAPPERS[detection.id](
+                result.rows, Context(config, inventory, detection.severity))
+            status.findings = len(mapped.findings)
+            status.notes.update(mapped.notes)
+            findings += mapped.findings
+            found_origins += mapped.origins
+            if mapped.origins:  # there will be a blast radius to compute: start its query
+                _prefetch_blast(prefetch, engine, catalog, queries, config, window)
+            if detection.id == "risky_region" and mapped.notes.get("public_without_country"):
+                status.notes["complete"] = False
+        blast = _blast_radius(engine, catalog, queries, config, window, inventory, evaluator,
+                              merge_origins([*found_origins, *named]), statuses, prefetch)
     findings += blast
     order = {d.id: i for i, d in enumerate(catalog.detections)}
     findings.sort(key=lambda f: (order.get(f.detection, 99), -SEVERITIES.index(f.severity),
@@ -136,10 +197,22 @@ def analyze(engine: QueryEngine, catalog: Catalog, queries: Mapping[str, str], *
     return AnalysisReport(findings, stats)
 
 
+def _prefetch_blast(prefetch: _Prefetch, engine: QueryEngine, catalog: Catalog,
+                    queries: Mapping[str, str], config: AnalyticsConfig, window: Window) -> None:
+    """Start the blast-radius edge query (only once origins exist, so never for nothing; a
+    query that cannot be built is left to :func:`_blast_radius` to report)."""
+    try:
+        text = render_query(catalog.get("blast_radius"), queries["blast_radius"], config,
+                            window, ())
+    except (KeyError, KqlValueError):
+        return
+    prefetch.start("blast_radius", partial(_blast_edges, engine, text, window))
+
+
 def _blast_radius(engine: QueryEngine, catalog: Catalog, queries: Mapping[str, str],
                   config: AnalyticsConfig, window: Window, inventory: Inventory | None,
                   evaluator: NsgEvaluator | None, origins: list[Origin],
-                  statuses: dict[str, _Status]) -> list[Finding]:
+                  statuses: dict[str, _Status], prefetch: _Prefetch) -> list[Finding]:
     status = statuses["blast_radius"] = _Status()
     upstream = [statuses[d] for d in ("risky_region", "malicious_flow") if d in statuses]
     if any(s.status != QueryStatus.OK.value for s in upstream):
@@ -155,12 +228,16 @@ def _blast_radius(engine: QueryEngine, catalog: Catalog, queries: Mapping[str, s
     except (KeyError, KqlValueError) as err:
         status.status, status.error = QueryStatus.FAILED.value, f"cannot build query: {err}"
         return []
-    result = _run(engine, text, window)
-    status.status, status.error, status.rows = result.status.value, result.error, len(
-        result.rows)
-    if result.status is QueryStatus.FAILED:
-        return []
-    graph = TemporalGraph(edges_from_rows(result.rows))
+    edges: _Edges = prefetch.result("blast_radius", partial(_blast_edges, engine, text, window))
+    if isinstance(edges, EdgeMoments):
+        status.rows = edges.rows
+        graph = TemporalGraph.from_moments(edges)
+    else:
+        status.status, status.error, status.rows = edges.status.value, edges.error, len(
+            edges.rows)
+        if edges.status is QueryStatus.FAILED:
+            return []
+        graph = TemporalGraph(edges_from_rows(edges.rows))
     out = []
     for origin in origins:
         reached = graph.reach(origin.ip, origin.since)
@@ -171,6 +248,18 @@ def _blast_radius(engine: QueryEngine, catalog: Catalog, queries: Mapping[str, s
         out.append(blast_radius_finding(origin, reached, policy, inventory))
     status.findings = len(out)
     return out
+
+
+def _edge_moments(engine: QueryEngine, text: str, window: Window) -> EdgeMoments | None:
+    """The edges already reduced per host pair by an engine that can (the local one), else
+    None: the rows are then fetched and reduced here (also when the reduction fails, so that a
+    failing query is reported exactly as for any detection)."""
+    if not isinstance(engine, EdgeMomentSource):
+        return None
+    try:
+        return engine.edge_moments(text, window)
+    except Exception:  # the ordinary path below runs the query again and reports the error
+        return None
 
 
 def resolve_window(data_range: tuple[datetime, datetime] | None, since: datetime | None,

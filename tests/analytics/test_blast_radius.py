@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from shared.analytics.blast_radius import Edge, TemporalGraph, blast_radius_finding, policy_reach
 from shared.analytics.detections import Origin
@@ -79,3 +81,38 @@ def test_finding_shows_observed_and_policy_separately(sample: Sample) -> None:
     assert ev["reachable_by_policy"]["computed"] is True
     assert "10.10.2.4" not in ev["reachable_by_policy"]["not_observed"]
     assert finding.resource_id.endswith("/virtualMachines/payroll-web-01")
+
+
+def _scan_reach(edges: list[Edge], origin: str, since: datetime) -> list[tuple[Any, ...]]:
+    """The reference: every edge moment once, in (time, source, destination) order."""
+    moments = sorted({(e.first, e.src, e.dst) for e in edges}
+                     | {(e.last, e.src, e.dst) for e in edges if e.last > e.first})
+    arrival, hops, via = {origin: since}, {origin: 0}, {}
+    for when, src, dst in moments:
+        if when < since or src not in arrival or when < arrival[src] or dst in arrival:
+            continue
+        arrival[dst], hops[dst], via[dst] = when, hops[src] + 1, src
+    found = [(ip, hops[ip], arrival[ip], via[ip]) for ip in arrival if ip != origin]
+    return sorted(found, key=lambda r: (r[2], r[1], r[0]))
+
+
+def test_reach_matches_the_moment_by_moment_scan_including_ties() -> None:
+    """Many hosts, few distinct moments (so that hops at the same moment are common): the
+    heap search gives exactly the scan's arrivals, hop counts and previous hosts."""
+    rng = random.Random(5)
+    for _ in range(300):
+        hosts = [f"10.0.{rng.randrange(3)}.{rng.randrange(1, 12)}" for _ in range(9)]
+        edges = []
+        for _ in range(rng.randrange(1, 40)):
+            src, dst = rng.sample(hosts, 2)
+            if src == dst:
+                continue
+            first = t(rng.randrange(8))
+            last = first + timedelta(minutes=rng.choice((0, 0, 1, 3)))
+            edges.append(Edge(src, dst, first, last))
+        graph = TemporalGraph(edges)
+        for origin in set(hosts):
+            since = t(rng.randrange(-1, 6))
+            got = [(r.ip, r.hops, r.first_seen, r.via) for r in graph.reach(origin, since)]
+            want = _scan_reach(edges, origin, since)
+            assert sorted(got, key=lambda r: (r[2], r[1], r[0])) == want
