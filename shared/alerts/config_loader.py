@@ -17,16 +17,24 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from shared.alerts.config import KNOWN_DETECTIONS, AlertConfig, AlertConfigSpec
+from shared.alerts.config import (
+    KNOWN_DETECTIONS,
+    AlertConfig,
+    AlertConfigSpec,
+    ChannelsSpec,
+    EmailChannelSpec,
+    RouteSpec,
+)
 
-__all__ = ["MAX_CONFIG_CHARS", "ConfigIssue", "ConfigLoad", "load_alert_config"]
+__all__ = ["MAX_CONFIG_CHARS", "RECIPIENTS_SETTING", "ConfigIssue", "ConfigLoad",
+           "load_alert_config", "recipients_alert_config"]
 
 MAX_CONFIG_CHARS: Final = 256 * 1024
 MAX_NODES: Final = 20_000
@@ -41,6 +49,9 @@ _SECRET_HINTS: Final = {
 }
 
 Path = tuple[str | int, ...]
+
+#: The app setting that lists the alert email recipients (comma-separated).
+RECIPIENTS_SETTING: Final = "ZTS_EMAIL_RECIPIENTS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +116,12 @@ def format_path(path: Iterable[str | int]) -> str:
     return out
 
 
-def load_alert_config(text: str, source: str = "<alerts config>") -> ConfigLoad:
-    """Check an alert configuration document; never raises on bad input."""
+def load_alert_config(text: str, source: str = "<alerts config>",
+                      recipients: Sequence[str] = ()) -> ConfigLoad:
+    """Check an alert configuration document; never raises on bad input.
+
+    ``recipients`` (from :data:`RECIPIENTS_SETTING`) fill ``channels.email.to`` when the file
+    configures the email channel without addresses; addresses in the file win."""
     issues = _Issues(source)
     if len(text) > MAX_CONFIG_CHARS:
         issues.error(f"the configuration is larger than {MAX_CONFIG_CHARS} characters", (), 1)
@@ -123,8 +138,49 @@ def load_alert_config(text: str, source: str = "<alerts config>") -> ConfigLoad:
         for problem in _without_union_noise(error.errors()):
             _schema_issue(problem, issues)
         return issues.result(None)
+    email = spec.channels.email
+    if recipients and email is not None and not email.to:
+        addresses = _recipients(recipients, issues, ("channels", "email"))
+        if addresses is None:
+            return issues.result(None)
+        spec = spec.model_copy(update={"channels": spec.channels.model_copy(
+            update={"email": addresses})})
     _cross_checks(spec, issues)
     return issues.result(AlertConfig.from_spec(spec))
+
+
+def recipients_alert_config(recipients: Sequence[str]) -> ConfigLoad:
+    """The configuration used when only :data:`RECIPIENTS_SETTING` is set (no alert file):
+    every finding, of every detection and severity, by email to ``recipients``, with the
+    defaults of a file (24 h suppression per fingerprint, informational and low findings in the
+    digest, resolution notices)."""
+    issues = _Issues("app settings")
+    addresses = _recipients(recipients, issues)
+    if addresses is None:
+        return issues.result(None)
+    spec = AlertConfigSpec(channels=ChannelsSpec(email=addresses),
+                           routes=[RouteSpec(name=RECIPIENTS_SETTING, email=True)])
+    return issues.result(AlertConfig.from_spec(spec))
+
+
+def _recipients(recipients: Sequence[str], issues: _Issues,
+                where: Path = ()) -> EmailChannelSpec | None:
+    """The addresses of :data:`RECIPIENTS_SETTING` as a checked email channel, or None after
+    reporting each bad address."""
+    try:
+        return EmailChannelSpec(to=list(recipients))
+    except ValidationError as error:
+        for problem in error.errors():
+            loc = problem.get("loc", ())
+            position = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+            message = str(problem.get("msg", "invalid")).removeprefix("Value error, ")
+            if position is None:
+                issues.error(f"{RECIPIENTS_SETTING} lists {len(recipients)} addresses: "
+                             f"{message}", where)
+            else:
+                issues.error(f"{RECIPIENTS_SETTING} address {recipients[position]!r}: {message}",
+                             where)
+        return None
 
 
 # -- YAML ------------------------------------------------------------------------------------
@@ -315,7 +371,8 @@ def _cross_checks(spec: AlertConfigSpec, issues: _Issues) -> None:
                          (*where, "email"))
         elif route.email is True and email is not None and not email.to:
             issues.error("the route sends email to the default recipients but channels.email.to "
-                         "is empty: list addresses here or there", (*where, "email"))
+                         f"is empty: list addresses here or there, or set {RECIPIENTS_SETTING}",
+                         (*where, "email"))
         if route.teams and (teams is None or not teams.enabled):
             issues.error("the route posts to Teams but channels.teams is not configured or "
                          "disabled", (*where, "teams"))

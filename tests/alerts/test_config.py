@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import time, timedelta
 
-from shared.alerts.config_loader import load_alert_config
+from shared.alerts.config_loader import load_alert_config, recipients_alert_config
 
 FULL = """
 version: 1
@@ -117,7 +117,7 @@ routes:
     loaded = load_alert_config(text, "a.yaml")
     assert [str(e) for e in loaded.errors] == [
         "a.yaml:5: routes[0].email: the route sends email to the default recipients but "
-        "channels.email.to is empty: list addresses here or there",
+        "channels.email.to is empty: list addresses here or there, or set ZTS_EMAIL_RECIPIENTS",
         "a.yaml:6: routes[1].teams: the route posts to Teams but channels.teams is not "
         "configured or disabled",
     ]
@@ -148,3 +148,50 @@ def test_type_mismatch_says_what_was_expected() -> None:
         "a.yaml:3: routes[0].email: expected bool or list, got str 'yes-please'",
         "a.yaml:4: digest.max_items: input should be a valid integer, got str '5'",
     ]
+
+
+def test_recipients_setting_fills_an_email_channel_without_addresses() -> None:
+    text = "channels:\n  email: {}\nroutes:\n  - {email: true, min_severity: high}\n"
+    loaded = load_alert_config(text, "a.yaml", ["soc@example.com", "net@example.org"])
+    assert loaded.errors == ()
+    assert loaded.config is not None
+    assert loaded.config.default_recipients == ("soc@example.com", "net@example.org")
+    assert [route.email for route in loaded.config.routes] == [
+        ("soc@example.com", "net@example.org")]
+    # addresses written in the file win over the setting
+    listed = load_alert_config("channels: {email: {to: [a@example.com]}}\n"
+                               "routes: [{email: true}]\n", "a.yaml", ["soc@example.com"])
+    assert listed.config is not None
+    assert listed.config.routes[0].email == ("a@example.com",)
+
+
+def test_recipients_setting_alone_routes_every_finding_by_email() -> None:
+    loaded = recipients_alert_config(["soc@example.com"])
+    assert loaded.errors == ()
+    config = loaded.config
+    assert config is not None and config.email_enabled and not config.teams_enabled
+    (route,) = config.routes
+    assert route.name == "ZTS_EMAIL_RECIPIENTS" and route.email == ("soc@example.com",)
+    assert route.detections == frozenset({"*"})
+    assert route.severities == frozenset({"informational", "low", "medium", "high", "critical"})
+    assert config.digest_severities == frozenset({"informational", "low"})
+
+
+def test_bad_recipients_are_each_named() -> None:
+    loaded = recipients_alert_config(["soc@example.com", "not-an-address", "x"])
+    assert loaded.config is None
+    assert [str(e) for e in loaded.errors] == [
+        "app settings: ZTS_EMAIL_RECIPIENTS address 'not-an-address': 'not-an-address' is not "
+        "an email address",
+        "app settings: ZTS_EMAIL_RECIPIENTS address 'x': 'x' is not an email address",
+    ]
+    too_many = recipients_alert_config([f"u{i}@example.com" for i in range(51)])
+    assert too_many.config is None
+    assert str(too_many.errors[0]).startswith(
+        "app settings: ZTS_EMAIL_RECIPIENTS lists 51 addresses: List should have at most 50")
+    in_file = load_alert_config("channels: {email: {}}\nroutes: [{email: true}]\n", "a.yaml",
+                                ["bad"])
+    assert in_file.config is None
+    assert [str(e) for e in in_file.errors] == [
+        "a.yaml:1: channels.email: ZTS_EMAIL_RECIPIENTS address 'bad': 'bad' is not an email "
+        "address"]
