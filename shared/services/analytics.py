@@ -50,11 +50,13 @@ class AnalysisReport:
 
     def as_json(self) -> dict[str, Any]:
         """The documented output: ``{"findings": [{"detection", "severity", "fingerprint",
-        "summary", "evidence"}], "stats": {...}}``."""
+        "summary", "evidence", "resource", "observedAt"}], "stats": {...}}`` (``resource``: the
+        ARM id the finding is about, ``""`` when none is known; ``observedAt``: ISO 8601)."""
         return {
             "findings": [{"detection": f.detection, "severity": f.severity,
                           "fingerprint": f.fingerprint, "summary": f.title,
-                          "evidence": f.evidence} for f in self.findings],
+                          "evidence": f.evidence, "resource": f.resource_id,
+                          "observedAt": f.observed_at.isoformat()} for f in self.findings],
             "stats": self.stats,
         }
 

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from shared.sample.flowlogs import IncidentKind
+from shared.services.demo import DEMO_START
 from tests.analytics.conftest import Sample, SampleRun, run_sample
 
-EXPECTED_KEYS = {"detection", "severity", "fingerprint", "summary", "evidence"}
+EXPECTED_KEYS = {"detection", "severity", "fingerprint", "summary", "evidence", "resource",
+                 "observedAt"}
 
 
 def _by(run: SampleRun, detection: str) -> list[dict]:
@@ -48,6 +50,10 @@ def test_every_detection_ran_and_the_run_is_complete(sample_run: SampleRun) -> N
 def test_exactly_the_planted_incidents(sample: Sample, sample_run: SampleRun) -> None:
     findings = sample_run.report.as_json()["findings"]
     assert all(set(f) == EXPECTED_KEYS for f in findings)
+    start, end = DEMO_START, DEMO_START + timedelta(hours=1)  # the sample flow logs' hour
+    for f in findings:
+        assert f["resource"].lower().startswith("/subscriptions/"), f
+        assert start <= datetime.fromisoformat(f["observedAt"]) <= end, f
     counts = {d: len(_by(sample_run, d)) for d in
               ("risky_region", "malicious_flow", "azure_service", "cross_subscription",
                "blast_radius")}
