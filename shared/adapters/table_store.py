@@ -25,6 +25,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import uuid
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -203,6 +204,12 @@ def row_key_for(arm_id: str) -> str:
     return encode_key(arm_key(arm_id))
 
 
+#: The row that changes with every write to the inventory (:meth:`TableInventoryStore.generation`).
+#: Its PartitionKey cannot be a subscription's (``encode_key`` never yields ``~``).
+GENERATION_PARTITION: Final = "~zts"
+GENERATION_ROW: Final = "generation"
+
+
 class TableInventoryStore:
     """Inventory rows in one table; the table is created on first use.
 
@@ -271,6 +278,12 @@ class TableInventoryStore:
         :class:`ItemError`; a rejected transaction is a :class:`BatchFailure`; the rest still go.
         """
         _require_run_id(run_id)
+        try:
+            return self._save(resources, run_id)
+        finally:
+            self._bump_generation()
+
+    def _save(self, resources: Iterable[Mapping[str, Any]], run_id: str) -> SaveReport:
         seen_at = self._clock()
         latest, errors, duplicates = _deduplicate(resources)
         rows: list[_Row] = []
@@ -321,15 +334,18 @@ class TableInventoryStore:
             raise ConcurrencyConflict(arm_id, "changed since it was read (HTTP 412)") from error
         except ResourceNotFoundError as error:
             raise ConcurrencyConflict(arm_id, "deleted since it was read") from error
+        finally:
+            self._bump_generation()
         return str(metadata["etag"])
 
-    def delete(self, arm_id: str) -> bool:
-        """Remove the row of ``arm_id`` (an event saw the resource gone); False if none."""
+    def delete(self, arm_id: str) -> None:
+        """Remove the row of ``arm_id`` (an event saw the resource gone). A missing row is no
+        error: the Tables SDK treats HTTP 404 on a delete as done, so there is no "was it
+        there" answer to give."""
         try:
             self._table().delete_entity(partition_key_for(arm_id), row_key_for(arm_id))
-        except ResourceNotFoundError:
-            return False
-        return True
+        finally:
+            self._bump_generation()
 
     def sweep(
         self,
@@ -349,6 +365,13 @@ class TableInventoryStore:
         own run id: without it, the sweep would delete that fresh row.
         """
         _require_run_id(run_id)
+        try:
+            return self._sweep(run_id, subscription_ids, seen_before)
+        finally:
+            self._bump_generation()
+
+    def _sweep(self, run_id: str, subscription_ids: Iterable[str],
+               seen_before: datetime | None) -> SweepReport:
         partitions = sorted({partition_key_for_subscription(s) for s in subscription_ids})
         deleted: dict[str, int] = {}
         kept_changed = 0
@@ -387,8 +410,20 @@ class TableInventoryStore:
                 for partition in partitions
                 for entity in table.query_entities(_PARTITION_FILTER, parameters={"pk": partition})
             )
-        ordered = sorted(entities, key=lambda e: (str(e["PartitionKey"]), str(e["RowKey"])))
+        ordered = sorted((e for e in entities if e["PartitionKey"] != GENERATION_PARTITION),
+                         key=lambda e: (str(e["PartitionKey"]), str(e["RowKey"])))
         return [_read_body(entity) for entity in ordered]
+
+    def generation(self) -> str:
+        """A token that changes with every write to the inventory (save, replace, delete,
+        sweep; ``""`` before the first): a reader that read it *before* loading may reuse that
+        load for as long as the token stays the same. Every writing method changes it after
+        its writes, whether they succeeded or not, and raises if it cannot."""
+        try:
+            entity = self._table().get_entity(GENERATION_PARTITION, GENERATION_ROW)
+        except ResourceNotFoundError:
+            return ""
+        return str(entity.get("Token", ""))
 
     def get(self, arm_id: str) -> StoredResource | None:
         """The stored resource with its ETag, or None when there is no row for ``arm_id``."""
@@ -408,6 +443,12 @@ class TableInventoryStore:
         )
 
     # -- service calls -----------------------------------------------------------------------
+
+    def _bump_generation(self) -> None:
+        """A new random token: never equal to one a reader holds (see :meth:`generation`)."""
+        self._table().upsert_entity({"PartitionKey": GENERATION_PARTITION,
+                                     "RowKey": GENERATION_ROW, "Token": uuid.uuid4().hex},
+                                    mode=UpdateMode.REPLACE)
 
     def _table(self) -> TableClient:
         """The table client; the first call creates the table if it does not exist."""

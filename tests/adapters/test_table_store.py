@@ -392,6 +392,46 @@ def test_get_of_an_unknown_id_is_none(store: TableInventoryStore) -> None:
     assert store.get(nsg(SUB_A, "missing")["id"]) is None
 
 
+
+def test_every_write_changes_the_generation_and_loads_never_see_it(
+    azurite: Azurite, table_name: str
+) -> None:
+    """The token a cached reader compares: each writing method (even one whose write fails)
+    leaves a token no reader has seen, and the token's row is not an inventory row."""
+    with (
+        TableInventoryStore.from_connection_string(azurite.connection_string, table_name) as one,
+        TableInventoryStore.from_connection_string(azurite.connection_string, table_name) as two,
+    ):
+        assert one.generation() == ""
+        seen = {""}
+
+        def changed() -> None:
+            token = two.generation()  # another instance sees it
+            assert token not in seen
+            seen.add(token)
+
+        web, db = nsg(SUB_A, "nsg-web"), nsg(SUB_B, "nsg-db")
+        one.save([web, db], "run-1")
+        changed()
+        stored = one.get(web["id"])
+        assert stored is not None
+        one.replace_if_match(web["id"], {**web, "tags": {"x": "1"}}, "event-1", stored.etag)
+        changed()
+        with pytest.raises(ConcurrencyConflict):
+            one.replace_if_match(web["id"], web, "event-2", stored.etag)  # stale ETag
+        changed()
+        one.delete(db["id"])
+        changed()
+        assert one.get(db["id"]) is None
+        one.delete(db["id"])  # already gone: no error, and still a new token
+        changed()
+        one.sweep("run-2", [SUB_A])
+        changed()
+        assert one.load() == [] and one.load([SUB_A, SUB_B]) == []
+        token = one.generation()
+        assert one.generation() == two.generation() == token  # reading changes nothing
+
+
 # -- mark and sweep -----------------------------------------------------------------------------
 
 
