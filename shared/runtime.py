@@ -3,15 +3,19 @@ use and reused while the instance stays warm (nothing happens at import time).
 
 The event path keeps an impact index in memory, built from the stored inventory on the first
 event an instance sees (a cold start pays one inventory load) and updated event by event after.
-A full discovery run replaces it.
+A full discovery run replaces it. Reconciles and the analytics timer share one normalized
+inventory, loaded again only when the store's generation token moved (see
+:meth:`Runtime.stored_inventory`).
 """
 
 from __future__ import annotations
 
 import gc
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from shared.settings import Settings
 
@@ -34,12 +38,27 @@ if TYPE_CHECKING:
     from shared.services.events import EventProcessor
 
 
+#: A cached inventory is loaded again after this long even when the store's generation token
+#: did not move: a bound on staleness should anything write the table behind the store's back.
+INVENTORY_MAX_AGE_SECONDS: Final = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedInventory:
+    token: str
+    loaded_at: float
+    inventory: Inventory
+
+
 @dataclass
 class Runtime:
     settings: Settings
     credential: TokenCredential | None = None  # None: DefaultAzureCredential on first use
+    monotonic: Callable[[], float] = time.monotonic
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _built: dict[str, Any] = field(default_factory=dict)
+    _inventory_lock: threading.Lock = field(default_factory=threading.Lock)
+    _inventory: _CachedInventory | None = None
 
     def _once(self, name: str, build: Any) -> Any:
         with self._lock:
@@ -240,9 +259,24 @@ class Runtime:
         return result
 
     def stored_inventory(self) -> Inventory:
+        """The stored inventory, normalized, shared by every caller of this instance (it is
+        immutable). A table scan costs about a minute at 100k NICs, so the load is reused while
+        the store's generation token stays the same (one row read per call) and for at most
+        :data:`INVENTORY_MAX_AGE_SECONDS`. The token is read *before* the load: a write that
+        races the load leaves a token this load did not see, so the next call loads again."""
         from shared.domain.normalize import normalize
 
-        return normalize(self.inventory_store().load())
+        store = self.inventory_store()
+        with self._inventory_lock:
+            token = store.generation()
+            now = self.monotonic()
+            cached = self._inventory
+            if cached is not None and cached.token == token \
+                    and now - cached.loaded_at < INVENTORY_MAX_AGE_SECONDS:
+                return cached.inventory
+            inventory = normalize(store.load())
+            self._inventory = _CachedInventory(token, now, inventory)
+            return inventory
 
     def events(self) -> EventProcessor:
         def build() -> EventProcessor:
