@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from shared.domain.audit import AuditEntry
 from shared.domain.discovery import DiscoveryScope, SourceRead
-
-if TYPE_CHECKING:  # report types only; no adapter code is imported at run time
-    from shared.adapters.table_store import SaveReport, SweepReport
+from shared.domain.store_reports import SaveReport, SweepReport
 
 
 class InventoryStore(Protocol):

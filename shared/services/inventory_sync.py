@@ -10,15 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared.domain import arm_id
 from shared.domain.normalize import type_of
 from shared.domain.parsers import PARSERS
+from shared.domain.store_reports import SaveReport, SweepReport
 from shared.ports import InventoryStore
-
-if TYPE_CHECKING:
-    from shared.adapters.table_store import SaveReport, SweepReport
 
 
 @dataclass(frozen=True, slots=True)
