@@ -59,6 +59,16 @@ def identifier(name: str) -> str:
     return name
 
 
+def quoted_name(name: str) -> str:
+    """``['name']``: any entity name (a table with spaces, dashes, dots ...) as a quoted KQL
+    identifier, with ``\\`` and ``'`` escaped; empty names and control characters are refused."""
+    if not isinstance(name, str) or not name:
+        raise KqlValueError(f"expected a non-empty name, got {name!r}")
+    if _CONTROL.search(name):
+        raise KqlValueError(f"control characters are not allowed in names: {name!r}")
+    return "['" + name.replace("\\", "\\\\").replace("'", "\\'") + "']"
+
+
 @dataclass(frozen=True, slots=True)
 class TableValue:
     """A small table passed into a query as ``datatable(...)[...]``."""
