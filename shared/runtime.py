@@ -233,10 +233,10 @@ class Runtime:
         return result
 
     def analytics(self) -> tuple[Any, Any, dict[str, str], Any]:
-        """(Log Analytics engine, detection catalog, queries, analytics config)."""
+        """(query engine, detection catalog, queries, analytics config). The engine is Azure Data
+        Explorer when ``ZTS_ADX_CLUSTER_URI`` is set, else the Log Analytics workspace."""
         def build() -> tuple[Any, Any, dict[str, str], Any]:
             from shared.adapters.analytics_files import load_analytics_config, load_detections
-            from shared.adapters.log_analytics import LogAnalyticsEngine
             from shared.analytics.config import AnalyticsConfig
             from shared.settings import SettingsError
 
@@ -248,11 +248,21 @@ class Runtime:
                     raise SettingsError(f"analytics config {s.analytics_config_path}: {e}"
                                         for e in loaded.errors)
                 config = loaded.config
-            options: dict[str, Any] = {}
-            if s.ca_bundle:
-                options["connection_verify"] = s.ca_bundle
-            engine = LogAnalyticsEngine.connect(self.identity(), s.la_workspace_id,
-                                                endpoint=s.la_endpoint or None, **options)
+            engine: Any
+            if s.analytics_backend == "adx":
+                from shared.adapters.adx import AdxEngine
+
+                engine = AdxEngine.connect(self.identity(), s.adx_cluster_uri, s.adx_database,
+                                           ca_bundle=s.ca_bundle or None,
+                                           tables=s.adx_tables())
+            else:
+                from shared.adapters.log_analytics import LogAnalyticsEngine
+
+                options: dict[str, Any] = {}
+                if s.ca_bundle:
+                    options["connection_verify"] = s.ca_bundle
+                engine = LogAnalyticsEngine.connect(self.identity(), s.la_workspace_id,
+                                                    endpoint=s.la_endpoint or None, **options)
             catalog, queries = load_detections()
             return engine, catalog, queries, config
         result: tuple[Any, Any, dict[str, str], Any] = self._once("analytics", build)

@@ -24,6 +24,7 @@ SETTING_NAMES = (
     "ZTS_MANAGEMENT_GROUP", "ZTS_ENFORCEMENT_ENABLED", "AZURE_CLIENT_ID", "ZTS_ARM_ENDPOINT",
     "ZTS_LRO_POLL_SECONDS", "ZTS_DISCOVERY_SCHEDULE", "ZTS_ALERT_CONFIG",
     "ZTS_ANALYTICS_SCHEDULE", "ZTS_LA_WORKSPACE_ID", "ZTS_ANALYTICS_CONFIG",
+    "ZTS_ADX_CLUSTER_URI", "ZTS_ADX_DATABASE", "ZTS_ADX_FLOW_TABLE", "ZTS_ADX_IP_TABLE",
 )
 
 
@@ -47,6 +48,11 @@ class Settings:
     analytics_config_path: Path | None = None
     la_workspace_id: str = ""
     la_endpoint: str = ""  # Log Analytics query endpoint (sovereign clouds, tests)
+    # Azure Data Explorer: the analytics backend when the cluster is set (large estates)
+    adx_cluster_uri: str = ""
+    adx_database: str = ""
+    adx_flow_table: str = "NTANetAnalytics"
+    adx_ip_table: str = "NTAIpDetails"
     subscriptions: tuple[str, ...] = ()
     management_group: str = ""
     enforcement_enabled: bool = False
@@ -71,6 +77,15 @@ class Settings:
         analytics = env.get("ZTS_ANALYTICS_CONFIG", "").strip()
         subscriptions = tuple(s.strip() for s in env.get("ZTS_SUBSCRIPTIONS", "").split(",")
                               if s.strip())
+        adx_cluster = env.get("ZTS_ADX_CLUSTER_URI", "").strip().rstrip("/")
+        if adx_cluster and not adx_cluster.lower().startswith("https://"):
+            problems.append(f"ZTS_ADX_CLUSTER_URI must be an https:// URL (the cluster's query "
+                            f"URI), got {adx_cluster!r}")
+        adx_tables = {name: env.get(name, "").strip() or default for name, default in (
+            ("ZTS_ADX_FLOW_TABLE", "NTANetAnalytics"), ("ZTS_ADX_IP_TABLE", "NTAIpDetails"))}
+        problems.extend(f"{name} must not contain control characters, got {value!r}"
+                        for name, value in adx_tables.items()
+                        if any(ord(c) < 32 or ord(c) == 127 for c in value))
         return cls(
             table_endpoint=env.get("ZTS_STORAGE_TABLE_ENDPOINT", "").strip(),
             queue_endpoint=env.get("ZTS_STORAGE_QUEUE_ENDPOINT", "").strip(),
@@ -82,6 +97,10 @@ class Settings:
             analytics_config_path=_app_relative(analytics) if analytics else None,
             la_workspace_id=env.get("ZTS_LA_WORKSPACE_ID", "").strip(),
             la_endpoint=env.get("ZTS_LA_ENDPOINT", "").strip(),
+            adx_cluster_uri=adx_cluster,
+            adx_database=env.get("ZTS_ADX_DATABASE", "").strip(),
+            adx_flow_table=adx_tables["ZTS_ADX_FLOW_TABLE"],
+            adx_ip_table=adx_tables["ZTS_ADX_IP_TABLE"],
             subscriptions=subscriptions,
             management_group=env.get("ZTS_MANAGEMENT_GROUP", "").strip(),
             enforcement_enabled=enforcement in _TRUE,
@@ -109,12 +128,28 @@ class Settings:
                                 "app)")
             elif not self.policy_path.is_file():
                 problems.append(f"ZTS_POLICY_PATH {self.policy_path} is not a file")
-        if "analytics" in capabilities and not self.la_workspace_id:
-            problems.append("ZTS_LA_WORKSPACE_ID is not set (the workspace id of the Traffic "
-                            "Analytics Log Analytics workspace)")
+        if "analytics" in capabilities:
+            if self.adx_cluster_uri and not self.adx_database:
+                problems.append("ZTS_ADX_DATABASE is not set (the Azure Data Explorer database "
+                                "holding NTANetAnalytics/NTAIpDetails; ZTS_ADX_CLUSTER_URI is "
+                                "set)")
+            elif not self.adx_cluster_uri and not self.la_workspace_id:
+                problems.append("ZTS_LA_WORKSPACE_ID is not set (the workspace id of the "
+                                "Traffic Analytics Log Analytics workspace), nor "
+                                "ZTS_ADX_CLUSTER_URI (an Azure Data Explorer cluster)")
         if problems:
             raise SettingsError(problems)
         return self
+
+    @property
+    def analytics_backend(self) -> str:
+        """``adx`` when an Azure Data Explorer cluster is set (it wins over a workspace),
+        else ``log_analytics``."""
+        return "adx" if self.adx_cluster_uri else "log_analytics"
+
+    def adx_tables(self) -> dict[str, str]:
+        """The names the ADX database keeps the Traffic Analytics tables under."""
+        return {"NTANetAnalytics": self.adx_flow_table, "NTAIpDetails": self.adx_ip_table}
 
     def arm_environment(self) -> dict[str, str]:
         """The ARM settings in the form :class:`ArmSettings.from_env` reads."""

@@ -304,3 +304,70 @@ def test_window_is_only_in_the_query(engine: AdxEngine, fake: FakeAdx, detection
     other = Window(WINDOW.start, WINDOW.end.replace(year=WINDOW.end.year + 1))
     assert engine.run(text, WINDOW).rows == engine.run(text, other).rows
     assert fake.requests[0].csl == fake.requests[1].csl == text
+
+
+# -- settings and the Functions runtime ----------------------------------------------------------
+
+
+def test_settings_choose_adx_when_the_cluster_is_set() -> None:
+    from shared.settings import Settings, SettingsError
+
+    la_only = Settings.from_env({"ZTS_LA_WORKSPACE_ID": "ws"})
+    assert la_only.analytics_backend == "log_analytics"
+    both = Settings.from_env({"ZTS_LA_WORKSPACE_ID": "ws",
+                              "ZTS_ADX_CLUSTER_URI": "https://zts.westeurope.kusto.windows.net/",
+                              "ZTS_ADX_DATABASE": "nta", "ZTS_ADX_FLOW_TABLE": "Flows"})
+    assert both.analytics_backend == "adx" and both.require("analytics") is both
+    assert both.adx_cluster_uri == "https://zts.westeurope.kusto.windows.net"
+    assert both.adx_tables() == {"NTANetAnalytics": "Flows", "NTAIpDetails": "NTAIpDetails"}
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"ZTS_ADX_CLUSTER_URI": "https://c.kusto.windows.net"}).require(
+            "analytics")
+    assert any("ZTS_ADX_DATABASE is not set" in p for p in raised.value.problems)
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({}).require("analytics")
+    assert "ZTS_ADX_CLUSTER_URI" in raised.value.problems[0]
+    bad = Settings.from_env({"ZTS_ADX_CLUSTER_URI": "http://c.kusto.windows.net",
+                             "ZTS_ADX_DATABASE": "d", "ZTS_ADX_IP_TABLE": "a\x00b"})
+    with pytest.raises(SettingsError) as raised:
+        bad.require()
+    assert [p.split(" ")[0] for p in raised.value.problems] == ["ZTS_ADX_CLUSTER_URI",
+                                                               "ZTS_ADX_IP_TABLE"]
+
+
+def test_the_timer_runs_the_catalog_on_adx(azurite: Any, table_name: str) -> None:
+    """The analytics timer with ZTS_ADX_* settings: the runtime builds the ADX engine (the
+    workspace setting is ignored), the detections reach the cluster, the watermark advances
+    only over a complete run and stays over a partial one."""
+    import uuid
+
+    from azure.functions.timer import TimerRequest
+
+    from shared.runtime import Runtime, set_runtime
+    from shared.services.scheduled_analytics import WATERMARK
+    from shared.settings import Settings
+    from tests.functions.indexed import FUNCTIONS
+
+    quiet: dict[str, list[dict[str, Any]]] = {"NTANetAnalytics": [], "NTAIpDetails": []}
+    with FakeAdx(quiet, database="nta", table_names={"NTANetAnalytics": "Flows"}) as server:
+        settings = Settings(storage_connection_string=azurite.connection_string,
+                            inventory_table=table_name,
+                            table_prefix=f"t{uuid.uuid4().hex[:10]}",
+                            la_workspace_id="ignored-when-adx-is-set",
+                            adx_cluster_uri=server.url, adx_database="nta",
+                            adx_flow_table="Flows", ca_bundle=server.ca_path)
+        built = Runtime(settings, credential=StaticCredential())
+        set_runtime(built)
+        try:
+            engine = built.analytics()[0]
+            assert isinstance(engine, AdxEngine) and engine.tables["NTANetAnalytics"] == "Flows"
+            server.partial = "has_errors"
+            FUNCTIONS["analytics_timer"](TimerRequest(past_due=False))
+            assert len(server.requests) == 4  # blast radius has no origins: no edge query
+            assert built.run_store().watermark(WATERMARK) is None  # partial: not advanced
+            server.partial = None
+            FUNCTIONS["analytics_timer"](TimerRequest(past_due=False))
+            assert built.run_store().watermark(WATERMARK) is not None
+            assert all(r.database == "nta" and "['Flows']" in r.csl for r in server.requests)
+        finally:
+            set_runtime(None)
