@@ -3,7 +3,10 @@
 All three read flows from raw VNet flow log blobs (``--flow-logs DIR``, enriched locally into
 NTANetAnalytics/NTAIpDetails-shaped DuckDB tables) or from rows exported from Log Analytics
 (``--nta FILE [--nta-ip FILE]``, JSON array or CSV), and analyze the data over its own time
-range unless ``--since``/``--until`` narrow it (never "the last N hours from now").
+range unless ``--since``/``--until`` narrow it (never "the last N hours from now"). With
+``--adx-cluster URI --adx-database DB`` the queries run on an Azure Data Explorer database
+instead (signed in with ``DefaultAzureCredential``) over ``--since`` .. ``--until`` (default:
+now), the one case where "now" is used: a live database has no range of its own.
 
 Exit codes: 0 checked and clean; 1 findings (``analyze``), changes (``simulate``), or anything
 that could not be checked (skipped blobs, failed or partial queries, addresses without a
@@ -32,7 +35,7 @@ if TYPE_CHECKING:
     from shared.adapters.duckdb_engine import IngestReport, LocalEngine
     from shared.analytics.config import AnalyticsConfig
     from shared.analytics.enrichment import ServiceTags
-    from shared.analytics.query import Window
+    from shared.analytics.query import QueryEngine, Window
     from shared.domain.inventory import Inventory
 
 EXIT_OK, EXIT_FINDINGS, EXIT_INVALID = 0, 1, 2
@@ -63,8 +66,8 @@ class _Inputs:
     rows: list[Any]
     inventory: Inventory
     config: AnalyticsConfig
-    engine: LocalEngine
-    ingest: IngestReport
+    engine: LocalEngine | QueryEngine
+    ingest: IngestReport | None  # None: the flows are in Azure Data Explorer, not read here
     window: Window | None
     tags: ServiceTags | None
 
@@ -93,6 +96,10 @@ def _open_inputs(args: argparse.Namespace) -> Iterator[_Inputs]:
                                  else None)
     except ValueError as err:
         raise _Invalid(str(err)) from None
+    if args.adx_cluster is not None:
+        with _adx_engine(args) as remote:
+            yield _Inputs(rows, inventory, config, remote, None, _adx_window(args), tags)
+        return
     engine = LocalEngine()
     try:
         try:
@@ -112,6 +119,36 @@ def _open_inputs(args: argparse.Namespace) -> Iterator[_Inputs]:
         engine.close()
 
 
+@contextmanager
+def _adx_engine(args: argparse.Namespace) -> Iterator[QueryEngine]:
+    import os
+
+    from shared.adapters.adx import AdxEngine
+    from shared.adapters.azure_clients import default_credential
+
+    tables = {"NTANetAnalytics": args.adx_flow_table, "NTAIpDetails": args.adx_ip_table}
+    try:
+        engine = AdxEngine.connect(default_credential(), args.adx_cluster, args.adx_database,
+                                   ca_bundle=os.environ.get("ZTS_CA_BUNDLE") or None,
+                                   tables=tables)
+    except ValueError as err:
+        raise _Invalid(str(err)) from None
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def _adx_window(args: argparse.Namespace) -> Window:
+    from shared.analytics.query import Window
+
+    until = args.until or datetime.now(UTC)
+    try:
+        return Window(args.since, until)
+    except ValueError as err:
+        raise _Invalid(f"--since/--until: {err}") from None
+
+
 def _source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snapshot", type=Path, required=True,
                         help="inventory snapshot (raw ARM JSON)")
@@ -120,18 +157,37 @@ def _source_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of raw VNet flow log blobs (PT1H.json, any depth)")
     source.add_argument("--nta", type=Path, metavar="FILE",
                         help="NTANetAnalytics rows exported from Log Analytics (JSON or CSV)")
+    source.add_argument("--adx-cluster", metavar="URI",
+                        help="run the queries on this Azure Data Explorer cluster "
+                             "(https://<name>.<region>.kusto.windows.net; needs "
+                             "--adx-database and --since; DefaultAzureCredential)")
+    parser.add_argument("--adx-database", metavar="DB",
+                        help="the ADX database holding the Traffic Analytics tables")
+    parser.add_argument("--adx-flow-table", metavar="TABLE", default="NTANetAnalytics",
+                        help="its NTANetAnalytics table (default: NTANetAnalytics)")
+    parser.add_argument("--adx-ip-table", metavar="TABLE", default="NTAIpDetails",
+                        help="its NTAIpDetails table (default: NTAIpDetails)")
     parser.add_argument("--nta-ip", type=Path, metavar="FILE",
                         help="NTAIpDetails rows exported from Log Analytics (with --nta)")
     parser.add_argument("--config", type=Path, help="analytics configuration (YAML)")
     parser.add_argument("--since", type=_timestamp, metavar="TIME",
                         help="analyze flows starting at or after TIME (ISO-8601, UTC default)")
     parser.add_argument("--until", type=_timestamp, metavar="TIME",
-                        help="analyze flows starting before TIME")
+                        help="analyze flows starting before TIME (with --adx-cluster: default "
+                             "now)")
 
 
 def _check_sources(args: argparse.Namespace) -> None:
     if args.nta_ip is not None and args.nta is None:
         raise _Invalid("--nta-ip needs --nta")
+    if args.adx_cluster is None and args.adx_database is not None:
+        raise _Invalid("--adx-database needs --adx-cluster")
+    if args.adx_cluster is not None:
+        if not args.adx_database:
+            raise _Invalid("--adx-cluster needs --adx-database")
+        if args.since is None:
+            raise _Invalid("--adx-cluster needs --since (the start of the time range to "
+                           "analyze)")
 
 
 def _handle(body: Callable[[argparse.Namespace, TextIO, TextIO], int]) -> Callable[
@@ -172,9 +228,10 @@ def _analyze(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                              origins=args.origin or (),
                              evaluator=NsgEvaluator(inputs.inventory,
                                                     service_tag_ranges=tag_networks(inputs.tags)))
-        report.stats["input"] = inputs.ingest.as_dict()
-        if not inputs.ingest.clean:
-            report.stats["complete"] = False
+        if inputs.ingest is not None:
+            report.stats["input"] = inputs.ingest.as_dict()
+            if not inputs.ingest.clean:
+                report.stats["complete"] = False
     if args.json:
         _dump(report.as_json(), out)
     else:
@@ -299,7 +356,8 @@ def _simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         result = simulate(policy, inputs.rows, inputs.inventory, flows,
                           tag_networks(inputs.tags))
         document = result.as_dict()
-        document["input"] = inputs.ingest.as_dict()
+        if inputs.ingest is not None:
+            document["input"] = inputs.ingest.as_dict()
     if args.json:
         _dump(document, out)
     else:
@@ -326,7 +384,8 @@ def _simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def add_analytics_commands(commands: Any) -> None:
     """Register ``analyze``, ``recommend`` and ``simulate`` on the ``zts`` sub-command parser."""
     analyze = commands.add_parser(
-        "analyze", help="run the traffic detections on flow logs or exported NTA rows",
+        "analyze", help="run the traffic detections on flow logs, exported NTA rows or an "
+                        "Azure Data Explorer database",
         description="Risky regions, malicious flows, Azure-service dependencies, "
                     "cross-subscription flows and blast radius, from the .kql detections.")
     _source_arguments(analyze)

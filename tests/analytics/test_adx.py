@@ -371,3 +371,60 @@ def test_the_timer_runs_the_catalog_on_adx(azurite: Any, table_name: str) -> Non
             assert all(r.database == "nta" and "['Flows']" in r.csl for r in server.requests)
         finally:
             set_runtime(None)
+
+
+# -- zts analyze --adx-cluster -------------------------------------------------------------------
+
+
+def test_cli_analyze_on_adx(sample: Sample, sample_run: SampleRun, tmp_path: Any,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``zts analyze --adx-cluster URI --adx-database DB``: DefaultAzureCredential (the managed
+    identity endpoint of the fake), the sample's enriched tables in the cluster, the same
+    fingerprints as the flow-log run; a partial result exits 1 and says INCOMPLETE."""
+    from shared.adapters.analytics_files import SAMPLE_CONFIG
+    from shared.sample.estate import ESTATE_JSON_PATH
+    from tests.analytics.test_cli_analytics import zts
+
+    with LocalEngine() as local:
+        local.ingest_flow_logs(sample.flow_dir, enrichment(sample), lookup_countries)
+        window = resolve_window(local.data_range(), None, None)
+        exported = {}
+        for table in ("NTANetAnalytics", "NTAIpDetails"):
+            cursor = local.con.execute(f'SELECT * FROM "{table}"')
+            names = [d[0] for d in cursor.description or []]
+            exported[table] = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+    assert window is not None
+    with FakeAdx(exported, database="nta", table_names={"NTAIpDetails": "IpDetails"}) as server:
+        monkeypatch.setenv("IDENTITY_ENDPOINT", f"{server.url}/msi/token")
+        monkeypatch.setenv("IDENTITY_HEADER", "local-test")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", server.ca_path)
+        base = ("analyze", "--snapshot", ESTATE_JSON_PATH, "--config", SAMPLE_CONFIG,
+                "--adx-cluster", server.url, "--adx-database", "nta",
+                "--adx-ip-table", "IpDetails", "--since", window.start.isoformat(),
+                "--until", window.end.isoformat())
+        code, out, err = zts(*base, "--json")
+        assert code == 1, err  # findings
+        document = json.loads(out)
+        assert document["stats"]["engine"] == "adx" and document["stats"]["complete"] is True
+        assert [f["fingerprint"] for f in document["findings"]] == [
+            f.fingerprint for f in sample_run.report.findings]
+        assert server.token_requests[0]["resource"] == SERVICE_RESOURCE_ID
+        assert all(r.authorization == "Bearer fake-adx-token" for r in server.requests)
+        server.partial = "completion_info"
+        code, out, err = zts(*base)
+        assert code == 1 and "INCOMPLETE" in err
+        assert "partial result" in out and "E_QUERY_RESULT_SET_TOO_LARGE" in out
+    # usage errors exit 2 before anything is contacted
+    for argv, message in [
+            (("--adx-cluster", "https://c.kusto.windows.net", "--since", "2026-11-02"),
+             "--adx-cluster needs --adx-database"),
+            (("--adx-cluster", "https://c.kusto.windows.net", "--adx-database", "d"),
+             "--adx-cluster needs --since"),
+            (("--nta", tmp_path / "x.json", "--adx-database", "d"),
+             "--adx-database needs --adx-cluster"),
+            (("--adx-cluster", "http://c.kusto.windows.net", "--adx-database", "d", "--since",
+              "2026-11-02"), "must be https://"),
+            (("--adx-cluster", "https://c.kusto.windows.net", "--adx-database", "d", "--since",
+              "2026-11-02", "--until", "2026-11-01"), "empty window")]:
+        code, _, err = zts("analyze", "--snapshot", ESTATE_JSON_PATH, *argv)
+        assert code == 2 and message in err, (argv, err)
