@@ -74,6 +74,18 @@ param eventSubscriptionsEnabled bool = false
 @description('Resource id of the existing Log Analytics workspace Traffic Analytics writes to. Empty: analytics off.')
 param trafficAnalyticsWorkspaceResourceId string = ''
 
+@description('Azure Data Explorer cluster URI holding NTANetAnalytics / NTAIpDetails exported from Log Analytics (large estates). Set: the detections run there. The identity needs the database Viewer role, granted by the ADX administrator (not by this deployment).')
+param adxClusterUri string = ''
+
+@description('The ADX database holding the exported tables (with adxClusterUri).')
+param adxDatabase string = ''
+
+@description('The ADX table names, when the export did not keep NTANetAnalytics / NTAIpDetails. Empty: the Traffic Analytics names.')
+param adxFlowTable string = ''
+
+@description('See adxFlowTable (the NTAIpDetails table).')
+param adxIpTable string = ''
+
 // --- Alerts -----------------------------------------------------------------------------------
 
 @description('Comma-separated alert email recipients (ZTS_EMAIL_RECIPIENTS). Empty: no email.')
@@ -268,6 +280,10 @@ module functionApp 'modules/function-app.bicep' = {
     policyPath: policyPath
     enforcementEnabled: enforcementEnabled
     trafficAnalyticsWorkspaceCustomerId: hasTrafficAnalyticsWorkspace ? workspaceReader.outputs.customerId : ''
+    adxClusterUri: adxClusterUri
+    adxDatabase: adxDatabase
+    adxFlowTable: adxFlowTable
+    adxIpTable: adxIpTable
     acsEndpoint: communication.outputs.endpoint
     emailSender: communication.outputs.senderAddress
     emailRecipients: emailRecipients

@@ -76,6 +76,18 @@ param enforcementEnabled bool
 @description('ZTS_LA_WORKSPACE_ID: workspace (customer) id of the Traffic Analytics workspace, or empty.')
 param trafficAnalyticsWorkspaceCustomerId string
 
+@description('ZTS_ADX_CLUSTER_URI: Azure Data Explorer cluster holding the exported Traffic Analytics tables (https://<name>.<region>.kusto.windows.net); set: the detections run there instead of Log Analytics. Empty: off.')
+param adxClusterUri string = ''
+
+@description('ZTS_ADX_DATABASE: the ADX database with NTANetAnalytics / NTAIpDetails (the identity needs its Viewer role).')
+param adxDatabase string = ''
+
+@description('ZTS_ADX_FLOW_TABLE: the ADX table holding NTANetAnalytics rows; empty: NTANetAnalytics.')
+param adxFlowTable string = ''
+
+@description('ZTS_ADX_IP_TABLE: the ADX table holding NTAIpDetails rows; empty: NTAIpDetails.')
+param adxIpTable string = ''
+
 @description('ZTS_ACS_ENDPOINT: Communication Services endpoint.')
 param acsEndpoint string
 
@@ -189,6 +201,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       ZTS_POLICY_PATH: policyPath
       ZTS_ENFORCEMENT_ENABLED: enforcementEnabled ? 'true' : 'false'
       ZTS_LA_WORKSPACE_ID: trafficAnalyticsWorkspaceCustomerId
+      ZTS_ADX_CLUSTER_URI: adxClusterUri
+      ZTS_ADX_DATABASE: adxDatabase
+      ZTS_ADX_FLOW_TABLE: adxFlowTable
+      ZTS_ADX_IP_TABLE: adxIpTable
       ZTS_ACS_ENDPOINT: acsEndpoint
       ZTS_EMAIL_SENDER: emailSender
       ZTS_EMAIL_RECIPIENTS: emailRecipients
