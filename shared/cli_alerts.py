@@ -4,6 +4,7 @@ Settings (environment), the same the Functions app reads:
 
 * ``ZTS_ACS_ENDPOINT`` (with ``DefaultAzureCredential``: managed identity in Azure) or
   ``ZTS_ACS_CONNECTION_STRING``, and ``ZTS_EMAIL_SENDER`` (From address of a verified domain);
+* ``ZTS_EMAIL_RECIPIENTS``: addresses for a configuration whose ``channels.email`` lists none;
 * ``ZTS_TEAMS_WEBHOOK_URL``: the Workflows webhook (a secret: a Key Vault reference in Azure; never
   printed);
 * ``ZTS_ALERT_STATE_CONNECTION_STRING`` or ``ZTS_STORAGE_TABLE_ENDPOINT`` (with the identity), and
@@ -24,7 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from shared.alerts.config_loader import ConfigLoad, load_alert_config
+from shared.alerts.config_loader import (
+    RECIPIENTS_SETTING,
+    ConfigLoad,
+    load_alert_config,
+    parse_recipients,
+    recipients_alert_config,
+)
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -53,7 +60,8 @@ def _load_config(path: Path, err: TextIO) -> AlertConfig | None:
     except (OSError, UnicodeDecodeError) as error:
         print(f"zts: cannot read the alert configuration {path}: {error}", file=err)
         return None
-    loaded: ConfigLoad = load_alert_config(text, str(path))
+    loaded: ConfigLoad = load_alert_config(
+        text, str(path), parse_recipients(os.environ.get(RECIPIENTS_SETTING, "")))
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=err)
     for issue in loaded.errors:
@@ -96,7 +104,12 @@ def cmd_alerts_test(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         if args.channel == "teams":
             return _test_teams(out, err)
-        recipients = tuple(args.to or (config.default_recipients if config else ()))
+        recipients: tuple[str, ...] | None = tuple(
+            args.to or (config.default_recipients if config else ()))
+        if not recipients and config is None:
+            recipients = _setting_recipients(err)
+        if recipients is None:
+            return EXIT_INVALID
         return _test_email(recipients, out, err)
     except DeliveryFailed as error:
         print(f"zts: {error}", file=err)
@@ -104,6 +117,18 @@ def cmd_alerts_test(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ValueError as error:
         print(f"zts: {error}", file=err)
         return EXIT_INVALID
+
+
+def _setting_recipients(err: TextIO) -> tuple[str, ...] | None:
+    """The checked addresses of ``ZTS_EMAIL_RECIPIENTS`` (``()`` when unset), or None after
+    printing what is wrong with them."""
+    addresses = parse_recipients(os.environ.get(RECIPIENTS_SETTING, ""))
+    if not addresses:
+        return ()
+    loaded = recipients_alert_config(addresses)
+    for issue in loaded.errors:
+        print(f"error: {issue}", file=err)
+    return None if loaded.config is None else loaded.config.default_recipients
 
 
 def _test_teams(out: TextIO, err: TextIO) -> int:
@@ -129,8 +154,8 @@ def _test_email(recipients: tuple[str, ...], out: TextIO, err: TextIO) -> int:
     from shared.alerts.render_email import alert_email
 
     if not recipients:
-        print("zts: no recipient: give --to ADDRESS or --config with channels.email.to",
-              file=err)
+        print("zts: no recipient: give --to ADDRESS, --config with channels.email.to, or set "
+              f"{RECIPIENTS_SETTING}", file=err)
         return EXIT_INVALID
     email = AcsEmailChannel.from_env(os.environ, _credential)
     if email is None:

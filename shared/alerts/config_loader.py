@@ -34,7 +34,7 @@ from shared.alerts.config import (
 )
 
 __all__ = ["MAX_CONFIG_CHARS", "RECIPIENTS_SETTING", "ConfigIssue", "ConfigLoad",
-           "load_alert_config", "recipients_alert_config"]
+           "load_alert_config", "parse_recipients", "recipients_alert_config"]
 
 MAX_CONFIG_CHARS: Final = 256 * 1024
 MAX_NODES: Final = 20_000
@@ -147,6 +147,12 @@ def load_alert_config(text: str, source: str = "<alerts config>",
             update={"email": addresses})})
     _cross_checks(spec, issues)
     return issues.result(AlertConfig.from_spec(spec))
+
+
+def parse_recipients(value: str) -> tuple[str, ...]:
+    """The addresses of :data:`RECIPIENTS_SETTING`: separated by commas or semicolons, blanks
+    ignored (checked when a configuration is built with them)."""
+    return tuple(part.strip() for part in value.replace(";", ",").split(",") if part.strip())
 
 
 def recipients_alert_config(recipients: Sequence[str]) -> ConfigLoad:

@@ -89,8 +89,31 @@ def test_test_email_with_managed_identity(settings: FakeNotify,
     assert settings.requests[-1].headers["authorization"] == "Bearer fake-token"
 
 
+def test_recipients_setting(settings: FakeNotify, config_file: Path, tmp_path: Path,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZTS_EMAIL_RECIPIENTS", "soc@contoso.com; net@contoso.com,")
+    code, out, err = zts("alerts", "test", "--channel", "email")
+    assert code == 0, err
+    assert out.startswith("email: test alert accepted for soc@contoso.com, net@contoso.com")
+    assert settings.emails[-1]["recipients"]["to"] == [
+        {"address": "soc@contoso.com"}, {"address": "net@contoso.com"}]
+    # a file without addresses takes the setting's; one with addresses keeps its own
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("channels: {email: {}}\nroutes: [{email: true}]\n", encoding="utf-8")
+    assert zts("alerts", "check", "--config", str(bare))[0] == 0
+    zts("alerts", "test", "--channel", "email", "--config", str(config_file))
+    assert settings.emails[-1]["recipients"]["to"] == [{"address": "secops@contoso.com"}]
+    monkeypatch.setenv("ZTS_EMAIL_RECIPIENTS", "soc@contoso.com,not-an-address")
+    code, _, err = zts("alerts", "test", "--channel", "email")
+    assert code == 2
+    assert "ZTS_EMAIL_RECIPIENTS address 'not-an-address'" in err
+    code, _, err = zts("alerts", "check", "--config", str(bare))
+    assert code == 2 and "ZTS_EMAIL_RECIPIENTS address 'not-an-address'" in err
+
+
 def test_test_reports_bad_settings_and_failures(settings: FakeNotify,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ZTS_EMAIL_RECIPIENTS", raising=False)
     code, _, err = zts("alerts", "test", "--channel", "email")
     assert code == 2 and "no recipient" in err
     settings.add_fault("POST", "/invoke", 400)
