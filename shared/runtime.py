@@ -200,24 +200,28 @@ class Runtime:
             self._built.pop("events", None)
 
     def alerts(self) -> AlertRouter | None:
-        """The alert router, or None when no alert configuration is deployed
-        (``ZTS_ALERT_CONFIG``): findings are then only logged."""
+        """The alert router, or None when neither an alert configuration (``ZTS_ALERT_CONFIG``)
+        nor recipients (``ZTS_EMAIL_RECIPIENTS``: every finding by email) are deployed: findings
+        are then only logged. Recipients also fill a configuration's email channel that lists
+        no addresses."""
         def build() -> AlertRouter | None:
             import os
 
             from shared.adapters.acs_email import AcsEmailChannel
             from shared.adapters.alert_state import TableAlertState
             from shared.adapters.teams_webhook import TeamsWebhookChannel
-            from shared.alerts.config_loader import load_alert_config
+            from shared.alerts.config_loader import load_alert_config, recipients_alert_config
             from shared.services.alerting import AlertRouter
             from shared.settings import SettingsError
 
             path = self.settings.alert_config_path
-            if path is None:
+            recipients = self.settings.email_recipients
+            if path is None and not recipients:
                 return None
-            loaded = load_alert_config(path.read_text(encoding="utf-8"), str(path))
+            loaded = recipients_alert_config(recipients) if path is None else \
+                load_alert_config(path.read_text(encoding="utf-8"), str(path), recipients)
             if loaded.config is None:
-                raise SettingsError(f"alert config {path}: {issue}" for issue in loaded.errors)
+                raise SettingsError(f"alert config: {issue}" for issue in loaded.errors)
             env = dict(os.environ)
             if self.settings.storage_connection_string:
                 env.setdefault("ZTS_ALERT_STATE_CONNECTION_STRING",
@@ -227,6 +231,9 @@ class Runtime:
                 raise SettingsError(["alerts need ZTS_STORAGE_TABLE_ENDPOINT for their state"])
             config = loaded.config
             email = AcsEmailChannel.from_env(env, self.identity) if config.email_enabled else None
+            if config.email_enabled and email is None:
+                raise SettingsError(["alerts go by email but neither ZTS_ACS_ENDPOINT nor "
+                                     "ZTS_ACS_CONNECTION_STRING is set"])
             teams = TeamsWebhookChannel.from_env(env) if config.teams_enabled else None
             return AlertRouter(config, state, email, teams)
         result: AlertRouter | None = self._once("alerts", build)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared.alerts.recipients import parse_recipients
 from shared.errors import ZtsError
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
@@ -25,6 +26,7 @@ SETTING_NAMES = (
     "ZTS_LRO_POLL_SECONDS", "ZTS_DISCOVERY_SCHEDULE", "ZTS_ALERT_CONFIG",
     "ZTS_ANALYTICS_SCHEDULE", "ZTS_LA_WORKSPACE_ID", "ZTS_ANALYTICS_CONFIG",
     "ZTS_ADX_CLUSTER_URI", "ZTS_ADX_DATABASE", "ZTS_ADX_FLOW_TABLE", "ZTS_ADX_IP_TABLE",
+    "ZTS_EMAIL_RECIPIENTS",
 )
 
 
@@ -45,6 +47,7 @@ class Settings:
     inventory_table: str = "Inventory"
     policy_path: Path | None = None
     alert_config_path: Path | None = None
+    email_recipients: tuple[str, ...] = ()  # checked when the alert router is built
     analytics_config_path: Path | None = None
     la_workspace_id: str = ""
     la_endpoint: str = ""  # Log Analytics query endpoint (sovereign clouds, tests)
@@ -94,6 +97,7 @@ class Settings:
             inventory_table=env.get("ZTS_INVENTORY_TABLE", "Inventory").strip() or "Inventory",
             policy_path=_app_relative(policy) if policy else None,
             alert_config_path=_app_relative(alerts) if alerts else None,
+            email_recipients=parse_recipients(env.get("ZTS_EMAIL_RECIPIENTS", "")),
             analytics_config_path=_app_relative(analytics) if analytics else None,
             la_workspace_id=env.get("ZTS_LA_WORKSPACE_ID", "").strip(),
             la_endpoint=env.get("ZTS_LA_ENDPOINT", "").strip(),

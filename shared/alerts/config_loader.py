@@ -32,6 +32,7 @@ from shared.alerts.config import (
     EmailChannelSpec,
     RouteSpec,
 )
+from shared.alerts.recipients import RECIPIENTS_SETTING, parse_recipients
 
 __all__ = ["MAX_CONFIG_CHARS", "RECIPIENTS_SETTING", "ConfigIssue", "ConfigLoad",
            "load_alert_config", "parse_recipients", "recipients_alert_config"]
@@ -49,9 +50,6 @@ _SECRET_HINTS: Final = {
 }
 
 Path = tuple[str | int, ...]
-
-#: The app setting that lists the alert email recipients (comma-separated).
-RECIPIENTS_SETTING: Final = "ZTS_EMAIL_RECIPIENTS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,12 +145,6 @@ def load_alert_config(text: str, source: str = "<alerts config>",
             update={"email": addresses})})
     _cross_checks(spec, issues)
     return issues.result(AlertConfig.from_spec(spec))
-
-
-def parse_recipients(value: str) -> tuple[str, ...]:
-    """The addresses of :data:`RECIPIENTS_SETTING`: separated by commas or semicolons, blanks
-    ignored (checked when a configuration is built with them)."""
-    return tuple(part.strip() for part in value.replace(";", ",").split(",") if part.strip())
 
 
 def recipients_alert_config(recipients: Sequence[str]) -> ConfigLoad:

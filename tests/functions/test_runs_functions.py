@@ -20,7 +20,7 @@ from shared.adapters.json_queue import RESYNC_QUEUE
 from shared.local.azurite import Azurite
 from shared.runtime import Runtime, set_runtime
 from shared.sample.estate import ESTATE_JSON_PATH
-from shared.settings import Settings
+from shared.settings import Settings, SettingsError
 from tests.fakes.azure import FakeAzure
 from tests.fakes.notify import FakeNotify
 from tests.functions.indexed import BINDINGS, FUNCTIONS
@@ -176,3 +176,57 @@ def test_a_full_run_alerts_on_drift_once(azurite: Azurite, table_name: str, tmp_
             assert notify.count("POST", "/workflows/") == 1  # deduplicated
         finally:
             set_runtime(None)
+
+
+def test_recipients_alone_send_drift_by_email(azurite: Azurite, table_name: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """ZTS_EMAIL_RECIPIENTS without an alert file: every finding goes to them by email."""
+    with FakeAzure(ROWS) as fake, FakeNotify() as notify:
+        monkeypatch.delenv("ZTS_ACS_ENDPOINT", raising=False)
+        monkeypatch.setenv("ZTS_ACS_CONNECTION_STRING", notify.acs_connection_string)
+        monkeypatch.setenv("ZTS_EMAIL_SENDER", "zts@contoso.com")
+        monkeypatch.setenv("ZTS_LRO_POLL_SECONDS", "0.01")
+        monkeypatch.setenv("ZTS_CA_BUNDLE", notify.ca_path)
+        monkeypatch.setenv("ZTS_ALERT_TABLE", f"al{uuid.uuid4().hex[:10]}")
+        settings = Settings.from_env({
+            "ZTS_STORAGE_CONNECTION_STRING": azurite.connection_string,
+            "ZTS_INVENTORY_TABLE": table_name, "ZTS_TABLE_PREFIX": f"e{uuid.uuid4().hex[:10]}",
+            "ZTS_POLICY_PATH": str(ESTATE_JSON_PATH.parent / "policy.yaml"),
+            "ZTS_ENFORCEMENT_ENABLED": "true", "ZTS_ARM_ENDPOINT": fake.url,
+            "ZTS_CA_BUNDLE": fake.ca_path, "ZTS_LRO_POLL_SECONDS": "0",
+            "ZTS_EMAIL_RECIPIENTS": "soc@contoso.com, net@contoso.com"})
+        assert settings.email_recipients == ("soc@contoso.com", "net@contoso.com")
+        built = Runtime(settings, credential=CRED)
+        set_runtime(built)
+        try:
+            FUNCTIONS["discovery_timer"](TimerRequest(past_due=False))  # first sync: no drift
+            assert notify.emails == []
+            nsg_id = next(r["id"] for r in ROWS if r["name"] == "nsg-payroll-app")
+            body = fake.nsg(nsg_id)
+            ours = next(r for r in body["properties"]["securityRules"]
+                        if r["name"].startswith("zts-") and r["properties"]["access"] == "Allow")
+            ours["properties"]["destinationPortRange"] = "*"
+            ours["properties"].pop("destinationPortRanges", None)
+            fake.set_nsg(nsg_id, body)
+            FUNCTIONS["discovery_timer"](TimerRequest(past_due=False))  # drift: reverted
+            (email,) = notify.emails
+            assert sorted(r["address"] for r in email["recipients"]["to"]) == [
+                "net@contoso.com", "soc@contoso.com"]
+            assert email["senderAddress"] == "zts@contoso.com"
+            assert "drift" in json.dumps(email["content"]).lower()
+        finally:
+            set_runtime(None)
+
+
+def test_email_alerts_without_communication_services_are_a_settings_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ZTS_ACS_ENDPOINT", "ZTS_ACS_CONNECTION_STRING"):
+        monkeypatch.delenv(name, raising=False)
+    built = Runtime(Settings(storage_connection_string="UseDevelopmentStorage=true",
+                             email_recipients=("soc@contoso.com",)), credential=CRED)
+    with pytest.raises(SettingsError, match="neither ZTS_ACS_ENDPOINT nor"):
+        built.alerts()
+    bad = Runtime(Settings(email_recipients=("soc@contoso.com", "oops")), credential=CRED)
+    with pytest.raises(SettingsError, match="ZTS_EMAIL_RECIPIENTS address 'oops'"):
+        bad.alerts()
+    assert Runtime(Settings(), credential=CRED).alerts() is None
