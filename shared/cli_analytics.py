@@ -4,9 +4,11 @@ All three read flows from raw VNet flow log blobs (``--flow-logs DIR``, enriched
 NTANetAnalytics/NTAIpDetails-shaped DuckDB tables) or from rows exported from Log Analytics
 (``--nta FILE [--nta-ip FILE]``, JSON array or CSV), and analyze the data over its own time
 range unless ``--since``/``--until`` narrow it (never "the last N hours from now"). With
-``--adx-cluster URI --adx-database DB`` the queries run on an Azure Data Explorer database
-instead (signed in with ``DefaultAzureCredential``) over ``--since`` .. ``--until`` (default:
-now), the one case where "now" is used: a live database has no range of its own.
+``--la-workspace ID`` (the Traffic Analytics workspace) or ``--adx-cluster URI --adx-database
+DB`` the queries run on Log Analytics or an Azure Data Explorer database instead (signed in with
+``DefaultAzureCredential``; ``ZTS_LA_ENDPOINT`` and ``ZTS_CA_BUNDLE`` for sovereign clouds and
+tests) over ``--since`` .. ``--until`` (default: now), the one case where "now" is used: a live
+database has no range of its own.
 
 Exit codes: 0 checked and clean; 1 findings (``analyze``), changes (``simulate``), or anything
 that could not be checked (skipped blobs, failed or partial queries, addresses without a
@@ -96,8 +98,9 @@ def _open_inputs(args: argparse.Namespace) -> Iterator[_Inputs]:
                                  else None)
     except ValueError as err:
         raise _Invalid(str(err)) from None
-    if args.adx_cluster is not None:
-        with _adx_engine(args) as remote:
+    if args.adx_cluster is not None or args.la_workspace is not None:
+        remote_engine = _adx_engine if args.adx_cluster is not None else _la_engine
+        with remote_engine(args) as remote:
             yield _Inputs(rows, inventory, config, remote, None, _adx_window(args), tags)
         return
     engine = LocalEngine()
@@ -139,6 +142,25 @@ def _adx_engine(args: argparse.Namespace) -> Iterator[QueryEngine]:
         engine.close()
 
 
+@contextmanager
+def _la_engine(args: argparse.Namespace) -> Iterator[QueryEngine]:
+    import os
+
+    from shared.adapters.azure_clients import default_credential
+    from shared.adapters.log_analytics import LogAnalyticsEngine
+
+    options: dict[str, Any] = {}
+    if os.environ.get("ZTS_CA_BUNDLE"):
+        options["connection_verify"] = os.environ["ZTS_CA_BUNDLE"]
+    engine = LogAnalyticsEngine.connect(default_credential(), args.la_workspace,
+                                        endpoint=os.environ.get("ZTS_LA_ENDPOINT") or None,
+                                        **options)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
 def _adx_window(args: argparse.Namespace) -> Window:
     from shared.analytics.query import Window
 
@@ -157,6 +179,9 @@ def _source_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of raw VNet flow log blobs (PT1H.json, any depth)")
     source.add_argument("--nta", type=Path, metavar="FILE",
                         help="NTANetAnalytics rows exported from Log Analytics (JSON or CSV)")
+    source.add_argument("--la-workspace", metavar="ID",
+                        help="run the queries on this Log Analytics workspace (the workspace "
+                             "id of Traffic Analytics; needs --since; DefaultAzureCredential)")
     source.add_argument("--adx-cluster", metavar="URI",
                         help="run the queries on this Azure Data Explorer cluster "
                              "(https://<name>.<region>.kusto.windows.net; needs "
@@ -173,8 +198,8 @@ def _source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", type=_timestamp, metavar="TIME",
                         help="analyze flows starting at or after TIME (ISO-8601, UTC default)")
     parser.add_argument("--until", type=_timestamp, metavar="TIME",
-                        help="analyze flows starting before TIME (with --adx-cluster: default "
-                             "now)")
+                        help="analyze flows starting before TIME (with --la-workspace or "
+                             "--adx-cluster: default now)")
 
 
 def _check_sources(args: argparse.Namespace) -> None:
@@ -182,6 +207,8 @@ def _check_sources(args: argparse.Namespace) -> None:
         raise _Invalid("--nta-ip needs --nta")
     if args.adx_cluster is None and args.adx_database is not None:
         raise _Invalid("--adx-database needs --adx-cluster")
+    if args.la_workspace is not None and args.since is None:
+        raise _Invalid("--la-workspace needs --since (the start of the time range to analyze)")
     if args.adx_cluster is not None:
         if not args.adx_database:
             raise _Invalid("--adx-cluster needs --adx-database")

@@ -3,6 +3,7 @@ Log Analytics query API, which executes the KQL it receives (duckdb-kql)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -10,9 +11,12 @@ from datetime import timedelta
 import pytest
 from azure.core.credentials import AccessToken
 
+from shared.adapters.country_db import lookup_countries
+from shared.adapters.duckdb_engine import LocalEngine
 from shared.adapters.log_analytics import LogAnalyticsEngine
 from shared.analytics.query import QueryStatus
-from shared.services.analytics import analyze
+from shared.services.analytics import analyze, resolve_window
+from tests.analytics.conftest import Sample, SampleRun, enrichment
 from tests.analytics.kql_fixtures import (
     CONFIG,
     SUBSCRIPTIONS,
@@ -125,3 +129,50 @@ def test_semantic_error_from_the_engine_is_reported(engine: LogAnalyticsEngine) 
     result = engine.run("NTANetAnalytics | where NoSuchColumn == 1", WINDOW)
     assert result.status is QueryStatus.FAILED
     assert "BadArgumentError" in (result.error or "")
+
+
+# -- zts analyze --la-workspace ------------------------------------------------------------------
+
+
+def test_cli_analyze_on_log_analytics(sample: Sample, sample_run: SampleRun,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """``zts analyze --la-workspace ID``: DefaultAzureCredential (the fake's managed identity
+    endpoint), the sample's enriched tables in the workspace, the same fingerprints as the
+    flow-log run; a partial result exits 1 and says INCOMPLETE; usage errors exit 2."""
+    from shared.adapters.analytics_files import SAMPLE_CONFIG
+    from shared.sample.estate import ESTATE_JSON_PATH
+    from tests.analytics.test_cli_analytics import zts
+
+    with LocalEngine() as local:
+        local.ingest_flow_logs(sample.flow_dir, enrichment(sample), lookup_countries)
+        window = resolve_window(local.data_range(), None, None)
+        exported = {}
+        for table in ("NTANetAnalytics", "NTAIpDetails"):
+            cursor = local.con.execute(f'SELECT * FROM "{table}"')
+            names = [d[0] for d in cursor.description or []]
+            exported[table] = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+    assert window is not None
+    with FakeLogAnalytics(exported) as server:
+        monkeypatch.setenv("IDENTITY_ENDPOINT", f"{server.url}/msi/token")
+        monkeypatch.setenv("IDENTITY_HEADER", "local-test")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", server.ca_path)
+        monkeypatch.setenv("ZTS_CA_BUNDLE", server.ca_path)
+        monkeypatch.setenv("ZTS_LA_ENDPOINT", server.url)
+        base = ("analyze", "--snapshot", ESTATE_JSON_PATH, "--config", SAMPLE_CONFIG,
+                "--la-workspace", WORKSPACE, "--since", window.start.isoformat(),
+                "--until", window.end.isoformat())
+        code, out, err = zts(*base, "--json")
+        assert code == 1, err  # findings
+        document = json.loads(out)
+        assert document["stats"]["engine"] == "log_analytics"
+        assert document["stats"]["complete"] is True, document["stats"]
+        assert [f["fingerprint"] for f in document["findings"]] == [
+            f.fingerprint for f in sample_run.report.findings]
+        assert server.token_requests[0]["resource"] == server.url  # the scope follows the endpoint
+        assert {r.workspace for r in server.requests} == {WORKSPACE}
+        assert all(r.authorization == "Bearer fake-la-token" for r in server.requests)
+        server.partial_error = {"code": "PartialError", "message": "result truncated"}
+        code, out, err = zts(*base)
+        assert code == 1 and "INCOMPLETE" in err
+    code, _, err = zts("analyze", "--snapshot", ESTATE_JSON_PATH, "--la-workspace", WORKSPACE)
+    assert code == 2 and "--la-workspace needs --since" in err

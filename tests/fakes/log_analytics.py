@@ -16,6 +16,9 @@ What production clients meet, on demand:
   semantic error in the real service.
 
 Every request needs ``Authorization: Bearer ...``; requests are recorded in :attr:`requests`.
+``GET /msi/token`` speaks the App Service managed identity protocol, so ``DefaultAzureCredential``
+works with ``IDENTITY_ENDPOINT=<url>/msi/token`` and ``IDENTITY_HEADER`` (token requests are
+recorded in :attr:`token_requests`).
 The TLS server is the one of tests/fakes/tls.py (trustme CA, loopback, free port).
 """
 
@@ -24,11 +27,13 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import duckdb_kql
 
@@ -92,7 +97,9 @@ class FakeLogAnalytics(TlsFake):
         self.requests: list[RecordedQuery] = []
         self.partial_error: dict[str, Any] | None = None
         self.fail_with: tuple[int, str] | None = None
-        self._tls = LoopbackTlsServer(self._wire, name="fake-la", methods=("POST",), timeout=None)
+        self.token_requests: list[dict[str, str]] = []
+        self._tls = LoopbackTlsServer(self._wire, name="fake-la", methods=("GET", "POST"),
+                                      timeout=None)
 
     def stop(self) -> None:
         """Stop the server and close the database (the fake is done)."""
@@ -102,6 +109,18 @@ class FakeLogAnalytics(TlsFake):
     # ------------------------------------------------------------------------------------------
 
     def _wire(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Reply:
+        parts = urlsplit(target)
+        if method == "GET" and parts.path == "/msi/token":  # App Service managed identity
+            if not headers.get("x-identity-header"):
+                return json_reply(401, {"message": "X-IDENTITY-HEADER missing"})
+            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            self.token_requests.append(query)
+            return json_reply(200, {"access_token": "fake-la-token",
+                                    "expires_on": str(int(time.time()) + 3600),
+                                    "resource": query.get("resource", ""),
+                                    "token_type": "Bearer"})
+        if method != "POST":
+            return json_reply(405, {"error": {"code": "MethodNotAllowed", "message": method}})
         return json_reply(*self._dispatch(target, headers, raw))
 
     def _dispatch(self, path: str, headers: Mapping[str, str],
