@@ -21,6 +21,7 @@ from shared.adapters.country_db import lookup_countries
 from shared.adapters.duckdb_engine import IngestReport, LocalEngine
 from shared.analytics.catalog import Catalog
 from shared.analytics.enrichment import EnrichmentTables, tag_networks
+from shared.analytics.query import Window
 from shared.domain.inventory import Inventory
 from shared.domain.normalize import normalize
 from shared.policy.evaluator import NsgEvaluator
@@ -92,6 +93,29 @@ def run_sample(sample: Sample, detections: tuple[Catalog, dict[str, str]],
 @pytest.fixture(scope="session")
 def sample_run(sample: Sample, detections: tuple[Catalog, dict[str, str]]) -> SampleRun:
     return run_sample(sample, detections)
+
+
+@dataclass
+class SampleExport:
+    """The sample flow logs enriched locally, as rows of NTANetAnalytics and NTAIpDetails (what
+    Log Analytics would hold, or an ADX database after data export), and their time range."""
+
+    window: Window
+    tables: dict[str, list[dict[str, Any]]]
+
+
+@pytest.fixture(scope="session")
+def sample_export(sample: Sample) -> SampleExport:
+    with LocalEngine() as local:
+        local.ingest_flow_logs(sample.flow_dir, enrichment(sample), lookup_countries)
+        window = resolve_window(local.data_range(), None, None)
+        tables = {}
+        for table in ("NTANetAnalytics", "NTAIpDetails"):
+            cursor = local.con.execute(f'SELECT * FROM "{table}"')
+            names = [d[0] for d in cursor.description or []]
+            tables[table] = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+    assert window is not None and tables["NTANetAnalytics"]
+    return SampleExport(window, tables)
 
 
 @pytest.fixture

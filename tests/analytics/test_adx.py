@@ -15,17 +15,23 @@ import pytest
 from azure.core.credentials import AccessToken
 
 from shared.adapters.adx import AdxEngine
-from shared.adapters.country_db import lookup_countries
-from shared.adapters.duckdb_engine import LocalEngine
 from shared.analytics.catalog import render_query
 from shared.analytics.config import AnalyticsConfig, ThreatEntry
 from shared.analytics.enrichment import tag_networks
 from shared.analytics.kql import KqlValueError, quoted_name
 from shared.analytics.query import QueryStatus, Window
 from shared.policy.evaluator import NsgEvaluator
-from shared.services.analytics import analyze, resolve_window
-from tests.analytics.conftest import Sample, SampleRun, enrichment
-from tests.analytics.kql_fixtures import CONFIG, SUB_A, SUB_C, SUBSCRIPTIONS, TABLE_ROWS, WINDOW
+from shared.services.analytics import analyze
+from tests.analytics.conftest import Sample, SampleExport, SampleRun
+from tests.analytics.kql_fixtures import (
+    CONFIG,
+    SUB_A,
+    SUB_C,
+    SUBSCRIPTIONS,
+    TABLE_ROWS,
+    WINDOW,
+    assert_fixture_findings,
+)
 from tests.fakes.adx import SERVICE_RESOURCE_ID, FakeAdx
 
 DATABASE = "TrafficAnalytics"
@@ -75,21 +81,7 @@ def test_all_detections_on_adx(fake: FakeAdx, detections: Any) -> None:
     with connect(fake, credential) as engine:
         report = run_catalog(engine, detections)
     assert report.stats["engine"] == "adx"
-    assert report.stats["complete"] is False  # one public address has no country: unchecked
-    by: dict[str, list[Any]] = {}
-    for f in report.findings:
-        by.setdefault(f.detection, []).append(f)
-    assert sorted((f.evidence["public_ip"], f.evidence["private_ip"], f.evidence["country"])
-                  for f in by["risky_region"]) == [
-        ("198.51.100.23", "10.1.0.4", "KP"), ("198.51.100.23", "10.1.0.6", "KP"),
-        ("203.0.113.9", "10.1.0.5", "IR")]
-    assert {f.evidence["threat_type"] for f in by["malicious_flow"]} == {"Botnet", "Scanner"}
-    (cross,) = by["cross_subscription"]
-    assert cross.evidence["flows"] == 2
-    assert {f.evidence["service"] for f in by["azure_service"]} == {"Storage", "AzureMonitor",
-                                                                    "Sql"}
-    assert {f.evidence["origin"] for f in by["blast_radius"]} == {"10.1.0.4", "10.1.0.5",
-                                                                  "10.2.0.4"}
+    assert_fixture_findings(report)
     # the requests: the configured database, a bearer token for the scope the cluster's cloud
     # metadata names, partial failures never deferred, a client request id per query
     assert len(fake.requests) == 5 and fake.metadata_requests >= 1
@@ -106,19 +98,12 @@ def test_all_detections_on_adx(fake: FakeAdx, detections: Any) -> None:
 
 
 def test_same_findings_as_the_local_engine_on_the_sample(
-        sample: Sample, sample_run: SampleRun, detections: Any) -> None:
+        sample: Sample, sample_run: SampleRun, sample_export: SampleExport,
+        detections: Any) -> None:
     """The sample flow logs, enriched locally, exported to the ADX fake under other table names
     (as Log Analytics data export may land them), analyzed through the SDK: every finding of
     the local run, with the same fingerprints and evidence."""
-    with LocalEngine() as local:
-        local.ingest_flow_logs(sample.flow_dir, enrichment(sample), lookup_countries)
-        window = resolve_window(local.data_range(), None, None)
-        exported = {}
-        for table in ("NTANetAnalytics", "NTAIpDetails"):
-            cursor = local.con.execute(f'SELECT * FROM "{table}"')
-            names = [d[0] for d in cursor.description or []]
-            exported[table] = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
-    assert window is not None and exported["NTANetAnalytics"]
+    window, exported = sample_export.window, sample_export.tables
     renamed = {"NTANetAnalytics": "nta-flows (export)", "NTAIpDetails": "NTA'IpDetails"}
     config = sample.loaded.config
     assert config is not None
@@ -376,7 +361,7 @@ def test_the_timer_runs_the_catalog_on_adx(azurite: Any, table_name: str) -> Non
 # -- zts analyze --adx-cluster -------------------------------------------------------------------
 
 
-def test_cli_analyze_on_adx(sample: Sample, sample_run: SampleRun, tmp_path: Any,
+def test_cli_analyze_on_adx(sample_run: SampleRun, sample_export: SampleExport, tmp_path: Any,
                             monkeypatch: pytest.MonkeyPatch) -> None:
     """``zts analyze --adx-cluster URI --adx-database DB``: DefaultAzureCredential (the managed
     identity endpoint of the fake), the sample's enriched tables in the cluster, the same
@@ -385,15 +370,7 @@ def test_cli_analyze_on_adx(sample: Sample, sample_run: SampleRun, tmp_path: Any
     from shared.sample.estate import ESTATE_JSON_PATH
     from tests.analytics.test_cli_analytics import zts
 
-    with LocalEngine() as local:
-        local.ingest_flow_logs(sample.flow_dir, enrichment(sample), lookup_countries)
-        window = resolve_window(local.data_range(), None, None)
-        exported = {}
-        for table in ("NTANetAnalytics", "NTAIpDetails"):
-            cursor = local.con.execute(f'SELECT * FROM "{table}"')
-            names = [d[0] for d in cursor.description or []]
-            exported[table] = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
-    assert window is not None
+    window, exported = sample_export.window, sample_export.tables
     with FakeAdx(exported, database="nta", table_names={"NTAIpDetails": "IpDetails"}) as server:
         monkeypatch.setenv("IDENTITY_ENDPOINT", f"{server.url}/msi/token")
         monkeypatch.setenv("IDENTITY_HEADER", "local-test")

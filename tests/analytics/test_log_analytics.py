@@ -11,17 +11,16 @@ from datetime import timedelta
 import pytest
 from azure.core.credentials import AccessToken
 
-from shared.adapters.country_db import lookup_countries
-from shared.adapters.duckdb_engine import LocalEngine
 from shared.adapters.log_analytics import LogAnalyticsEngine
 from shared.analytics.query import QueryStatus
-from shared.services.analytics import analyze, resolve_window
-from tests.analytics.conftest import Sample, SampleRun, enrichment
+from shared.services.analytics import analyze
+from tests.analytics.conftest import SampleExport, SampleRun
 from tests.analytics.kql_fixtures import (
     CONFIG,
     SUBSCRIPTIONS,
     TABLE_ROWS,
     WINDOW,
+    assert_fixture_findings,
     at,
 )
 from tests.fakes.log_analytics import FakeLogAnalytics, parse_timespan
@@ -56,23 +55,8 @@ def test_all_detections_on_log_analytics(engine: LogAnalyticsEngine, fake: FakeL
     catalog, queries = detections
     report = analyze(engine, catalog, queries, config=CONFIG, window=WINDOW, inventory=None,
                      subscriptions=SUBSCRIPTIONS)
-    assert report.stats["complete"] is False  # one public address has no country: unchecked
     assert report.stats["engine"] == "log_analytics"
-    by = {}
-    for f in report.findings:
-        by.setdefault(f.detection, []).append(f)
-    assert sorted((f.evidence["public_ip"], f.evidence["private_ip"], f.evidence["country"])
-                  for f in by["risky_region"]) == [
-        ("198.51.100.23", "10.1.0.4", "KP"), ("198.51.100.23", "10.1.0.6", "KP"),
-        ("203.0.113.9", "10.1.0.5", "IR")]
-    assert {f.evidence["threat_type"] for f in by["malicious_flow"]} == {"Botnet", "Scanner"}
-    (cross,) = by["cross_subscription"]
-    assert cross.evidence["flows"] == 2
-    assert {f.evidence["service"] for f in by["azure_service"]} == {"Storage", "AzureMonitor",
-                                                                    "Sql"}
-    assert all(f.severity == "informational" for f in by["azure_service"])  # learning mode
-    origins = {f.evidence["origin"] for f in by["blast_radius"]}
-    assert origins == {"10.1.0.4", "10.1.0.5", "10.2.0.4"}
+    assert_fixture_findings(report)
     # the request: time window widened for ingestion delay, bearer token, escaped values
     assert len(fake.requests) == 5
     request = fake.requests[0]
@@ -134,7 +118,7 @@ def test_semantic_error_from_the_engine_is_reported(engine: LogAnalyticsEngine) 
 # -- zts analyze --la-workspace ------------------------------------------------------------------
 
 
-def test_cli_analyze_on_log_analytics(sample: Sample, sample_run: SampleRun,
+def test_cli_analyze_on_log_analytics(sample_run: SampleRun, sample_export: SampleExport,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """``zts analyze --la-workspace ID``: DefaultAzureCredential (the fake's managed identity
     endpoint), the sample's enriched tables in the workspace, the same fingerprints as the
@@ -143,15 +127,7 @@ def test_cli_analyze_on_log_analytics(sample: Sample, sample_run: SampleRun,
     from shared.sample.estate import ESTATE_JSON_PATH
     from tests.analytics.test_cli_analytics import zts
 
-    with LocalEngine() as local:
-        local.ingest_flow_logs(sample.flow_dir, enrichment(sample), lookup_countries)
-        window = resolve_window(local.data_range(), None, None)
-        exported = {}
-        for table in ("NTANetAnalytics", "NTAIpDetails"):
-            cursor = local.con.execute(f'SELECT * FROM "{table}"')
-            names = [d[0] for d in cursor.description or []]
-            exported[table] = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
-    assert window is not None
+    window, exported = sample_export.window, sample_export.tables
     with FakeLogAnalytics(exported) as server:
         monkeypatch.setenv("IDENTITY_ENDPOINT", f"{server.url}/msi/token")
         monkeypatch.setenv("IDENTITY_HEADER", "local-test")
