@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import azure.functions as func
 import pytest
@@ -141,6 +142,18 @@ def test_run_bindings() -> None:
         assert http["authLevel"] == "FUNCTION"
 
 
+def widen_by_hand(fake: FakeAzure) -> tuple[str, dict[str, Any]]:
+    """Drift: someone opens one of zts's allow rules on nsg-payroll-app to every port."""
+    nsg_id = next(r["id"] for r in ROWS if r["name"] == "nsg-payroll-app")
+    body = fake.nsg(nsg_id)
+    ours = next(r for r in body["properties"]["securityRules"]
+                if r["name"].startswith("zts-") and r["properties"]["access"] == "Allow")
+    ours["properties"]["destinationPortRange"] = "*"
+    ours["properties"].pop("destinationPortRanges", None)
+    fake.set_nsg(nsg_id, body)
+    return nsg_id, body
+
+
 def test_a_full_run_alerts_on_drift_once(azurite: Azurite, table_name: str, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "alerts.yaml"
@@ -160,13 +173,7 @@ def test_a_full_run_alerts_on_drift_once(azurite: Azurite, table_name: str, tmp_
         try:
             FUNCTIONS["discovery_timer"](TimerRequest(past_due=False))  # first sync: no drift
             assert notify.count("POST", "/workflows/") == 0
-            nsg_id = next(r["id"] for r in ROWS if r["name"] == "nsg-payroll-app")
-            body = fake.nsg(nsg_id)
-            ours = next(r for r in body["properties"]["securityRules"]
-                        if r["name"].startswith("zts-") and r["properties"]["access"] == "Allow")
-            ours["properties"]["destinationPortRange"] = "*"
-            ours["properties"].pop("destinationPortRanges", None)
-            fake.set_nsg(nsg_id, body)
+            nsg_id, body = widen_by_hand(fake)
             FUNCTIONS["discovery_timer"](TimerRequest(past_due=False))  # drift: reverted
             assert notify.count("POST", "/workflows/") == 1
             card = json.dumps(notify.requests[-1].body)
@@ -201,13 +208,7 @@ def test_recipients_alone_send_drift_by_email(azurite: Azurite, table_name: str,
         try:
             FUNCTIONS["discovery_timer"](TimerRequest(past_due=False))  # first sync: no drift
             assert notify.emails == []
-            nsg_id = next(r["id"] for r in ROWS if r["name"] == "nsg-payroll-app")
-            body = fake.nsg(nsg_id)
-            ours = next(r for r in body["properties"]["securityRules"]
-                        if r["name"].startswith("zts-") and r["properties"]["access"] == "Allow")
-            ours["properties"]["destinationPortRange"] = "*"
-            ours["properties"].pop("destinationPortRanges", None)
-            fake.set_nsg(nsg_id, body)
+            nsg_id, body = widen_by_hand(fake)
             FUNCTIONS["discovery_timer"](TimerRequest(past_due=False))  # drift: reverted
             (email,) = notify.emails
             assert sorted(r["address"] for r in email["recipients"]["to"]) == [
