@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -103,13 +103,13 @@ class Compiler:
         self.policy = policy
         self.inventory = inventory
         self.out = Compiled()
-        self._scope: dict[str, set[MemberKey]] = defaultdict(set)  # NSG key -> members behind it
         self._vnet_of_scope: dict[str, set[str]] = defaultdict(set)
-        self._asg_members: dict[str, frozenset[MemberKey]] = {}
+        self._asg_sizes: dict[str, int] = {}  # ASG key -> members
+        self._asg_in_scope: dict[tuple[str, str], int] = {}  # (ASG, NSG) -> members behind it
         self._asg_vnets: dict[str, set[str]] = {}
         self._member_asgs: dict[MemberKey, frozenset[str]] = {}
         self._prefix_cache: dict[str, tuple[str, ...]] = {}
-        self._peer_candidates: dict[str, frozenset[str]] = {}
+        self._peer_asgs: dict[str, tuple[str, ...]] = {}  # group -> ASGs holding exactly it
         self._enforcing_cache: dict[MemberKey, list[str]] = {}
         self._grouped: dict[str, tuple[dict[str, list[IpLocation]], list[str]]] = {}
         self._sides: dict[tuple[str, str, bool], tuple[tuple[str, ...], tuple[str, ...]]] = {}
@@ -151,26 +151,48 @@ class Compiler:
     # -- enforcement points ------------------------------------------------------------------
 
     def _index_scopes(self) -> None:
+        """Each member's enforcing NSGs, the VNets behind each NSG and the VNets of each ASG's
+        members. Members sharing a subnet share most of this, so each distinct (VNet, NSGs,
+        ASGs) combination is worked out once."""
         inv = self.inventory
         vnet_keys = {vnet_id: key(vnet_id) for vnet_id in (v.id for v in inv.vnets.values())}
-        asg_keys: dict[str, str] = {}
+        nsgs_at: dict[tuple[str | None, str | None], list[str]] = {}
+        seen: set[tuple[str, tuple[str, ...], tuple[str, ...]]] = set()
         for where in inv.ip_locations():
+            subnet_nsg = where.subnet.nsg_id if where.subnet is not None else None
+            nsgs = nsgs_at.get((subnet_nsg, where.nic.nsg_id))
+            if nsgs is None:
+                nsgs = nsgs_at[subnet_nsg, where.nic.nsg_id] = self._enforcing_uncached(where)
+            nsgs = self._enforcing_cache.setdefault(where.member_key, nsgs)
             vnet = vnet_keys.get(where.vnet.id, "") if where.vnet is not None else ""
-            for nsg in self._enforcing(where):
-                self._scope[nsg].add(where.member_key)
-                if vnet:
-                    self._vnet_of_scope[nsg].add(vnet)
-            for asg in where.ip_configuration.asg_ids:
-                asg_key = asg_keys.get(asg)
-                if asg_key is None:
-                    asg_key = asg_keys[asg] = key(asg)
-                self._asg_vnets.setdefault(asg_key, set()).add(vnet)
-        for asg in inv.asgs:
-            self._asg_members[asg] = frozenset(member_key(m) for m in inv.asg_members(asg))
-            for member in self._asg_members[asg]:
-                self._member_asgs[member] = self._member_asgs.get(member, frozenset()) | {asg}
+            seen.add((vnet, tuple(nsgs), where.ip_configuration.asg_ids))
+        for vnet, scope_nsgs, asgs in seen:
+            self._index_place(vnet, scope_nsgs, asgs)
+        self._index_asg_members()
         for found in inv.nsgs.values():
             self.out.nsg_ids[key(found.id)] = found.id
+
+    def _index_place(self, vnet: str, nsgs: tuple[str, ...], asgs: tuple[str, ...]) -> None:
+        for nsg in nsgs:
+            if vnet:
+                self._vnet_of_scope[nsg].add(vnet)
+        for asg in asgs:
+            self._asg_vnets.setdefault(key(asg), set()).add(vnet)
+
+    def _index_asg_members(self) -> None:
+        """Each member's ASGs, and how many members of each ASG sit behind each NSG: an ASG
+        that holds all of a group's members behind an NSG is exact there when the counts match."""
+        member_asgs: dict[MemberKey, set[str]] = defaultdict(set)
+        in_scope: dict[tuple[str, str], int] = defaultdict(int)
+        for asg in self.inventory.asgs:
+            held = {member_key(m) for m in self.inventory.asg_members(asg)}
+            self._asg_sizes[asg] = len(held)
+            for member in held:
+                member_asgs[member].add(asg)
+                for nsg in self._enforcing_cache.get(member, ()):
+                    in_scope[asg, nsg] += 1
+        self._member_asgs = {member: frozenset(asgs) for member, asgs in member_asgs.items()}
+        self._asg_in_scope = dict(in_scope)
 
     def _enforcing(self, member: IpLocation) -> list[str]:
         found = self._enforcing_cache.get(member.member_key)
@@ -194,13 +216,17 @@ class Compiler:
         if group.name not in self._grouped:
             grouped: dict[str, list[IpLocation]] = defaultdict(list)
             unprotected: list[str] = []
+            enforcing = self._enforcing_cache
             for member in group.members:
-                nsgs = self._enforcing(member)
+                nsgs = enforcing.get(member.member_key)
+                if nsgs is None:
+                    nsgs = self._enforcing(member)
                 if not nsgs:
                     unprotected.append(f"{member.nic.name} ({member.ip})")
                 for nsg in nsgs:
                     grouped[nsg].append(member)
-                    self.out.nsg_ids.setdefault(nsg, nsg)
+            for nsg in grouped:
+                self.out.nsg_ids.setdefault(nsg, nsg)
             self._grouped[group.name] = (dict(grouped), sorted(unprotected))
         by_nsg, unprotected = self._grouped[group.name]
         if rule is not None and unprotected:
@@ -232,7 +258,7 @@ class Compiler:
         local_prefixes, local_asgs = self._side_for(nsg, local[0], local[1], scoped=True)
         peer_prefixes: tuple[str, ...]
         peer_asgs: tuple[str, ...]
-        if peer.group is not None and self._peer_candidates.get(peer.group.name) == frozenset():
+        if peer.group is not None and self._peer_asgs.get(peer.group.name) == ():
             peer_prefixes, peer_asgs = self._prefixes(peer.group), ()  # no ASG can be exact
         elif peer.group is not None:
             peer_prefixes, peer_asgs = self._side_for(nsg, peer.group.name, peer.group.members,
@@ -260,17 +286,18 @@ class Compiler:
             rule.name,
         )
 
-    def _side_for(self, nsg: str, group: str, members: Iterable[IpLocation], *, scoped: bool,
+    def _side_for(self, nsg: str, group: str, members: Sequence[IpLocation], *, scoped: bool,
                   external: ResolvedGroup | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """ASG reference when it is exact and allowed here, else CIDR prefixes (memoized per
         group, NSG and side: a thousand rules reuse a few hundred groups)."""
         cache_key = (group, nsg, scoped)
-        if cache_key not in self._sides:
-            self._sides[cache_key] = self._side_uncached(nsg, group, members, scoped=scoped,
-                                                         external=external)
-        return self._sides[cache_key]
+        found = self._sides.get(cache_key)
+        if found is None:
+            found = self._sides[cache_key] = self._side_uncached(nsg, group, members,
+                                                                 scoped=scoped, external=external)
+        return found
 
-    def _side_uncached(self, nsg: str, group: str, members: Iterable[IpLocation], *,
+    def _side_uncached(self, nsg: str, group: str, members: Sequence[IpLocation], *,
                        scoped: bool, external: ResolvedGroup | None,
                        ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         has_external = external is not None and bool(external.external)
@@ -282,31 +309,38 @@ class Compiler:
             return self._prefixes(external), ()
         return cover_text(m.ip for m in members), ()
 
-    def _exact_asg(self, nsg: str, group: str, members: Iterable[IpLocation], *,
+    def _exact_asg(self, nsg: str, group: str, members: Sequence[IpLocation], *,
                    scoped: bool) -> str | None:
-        """An ASG whose members equal the group's (within this NSG's scope for the protected
-        side) and which lives in the VNet this NSG protects."""
-        if scoped:
-            candidates = self._candidates(members)
-        else:  # the peer side does not depend on the NSG: compute once per group
-            if group not in self._peer_candidates:
-                self._peer_candidates[group] = self._candidates(members)
-            candidates = self._peer_candidates[group]
-        if not candidates:
-            return None
+        """The first ASG (by key) whose members equal the group's (within this NSG's scope for
+        the protected side) and which lives in the VNet this NSG protects."""
         vnets = self._vnet_of_scope.get(nsg, set())
-        if len(vnets) != 1:
+        if not members or len(vnets) != 1:
             return None
-        wanted = {member_key(m) for m in members}
-        scope = self._scope.get(nsg, set())
-        for asg in sorted(candidates):
-            held = self._asg_members[asg]
-            seen = held & scope if scoped else held
-            if seen == wanted and self._asg_vnets.get(asg, set()) <= vnets:
-                return asg
-        return None
+        exact = self._scoped_asgs(nsg, members) if scoped else self._peer_exact(group, members)
+        return next((asg for asg in exact if self._asg_vnets.get(asg, set()) <= vnets), None)
 
-    def _candidates(self, members: Iterable[IpLocation]) -> frozenset[str]:
+    def _scoped_asgs(self, nsg: str, members: Sequence[IpLocation]) -> list[str]:
+        """ASGs (sorted) that, behind this NSG, hold exactly these members: as many members
+        behind it as there are here, every one of them among them. ``members`` all sit
+        behind ``nsg``."""
+        size = len(members)
+        found = []
+        for asg in sorted(self._member_asgs.get(members[0].member_key, ())):
+            if self._asg_in_scope.get((asg, nsg)) == size and all(
+                    asg in self._member_asgs.get(m.member_key, ()) for m in members):
+                found.append(asg)
+        return found
+
+    def _peer_exact(self, group: str, members: Sequence[IpLocation]) -> tuple[str, ...]:
+        """ASGs (sorted) holding exactly the group's members; the peer side does not depend on
+        the NSG, so this is computed once per group."""
+        if group not in self._peer_asgs:
+            size = len(members)  # distinct members: every ASG holding them all and no more
+            self._peer_asgs[group] = tuple(sorted(
+                asg for asg in self._candidates(members) if self._asg_sizes[asg] == size))
+        return self._peer_asgs[group]
+
+    def _candidates(self, members: Sequence[IpLocation]) -> frozenset[str]:
         """ASGs every member belongs to (usually settled after a few members)."""
         found: frozenset[str] | None = None
         for member in members:

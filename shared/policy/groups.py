@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from ipaddress import (
     IPv4Address,
@@ -21,7 +21,7 @@ from ipaddress import (
 )
 
 from shared.domain.arm_id import key
-from shared.domain.assets import IpAddress, IpNetwork
+from shared.domain.assets import IpAddress, IpNetwork, Tags, Vm
 from shared.domain.inventory import Inventory, IpLocation
 from shared.policy.model import (
     AllOf,
@@ -40,6 +40,8 @@ from shared.policy.model import (
 )
 
 MemberKey = tuple[str, str]  # (NIC key, IP configuration name)
+# where a member sits: VNet id, subnet id, subscription, NIC and VM resource groups
+_Place = tuple[str | None, str | None, str, str, str]
 
 
 def member_key(location: IpLocation) -> MemberKey:
@@ -107,7 +109,10 @@ def cover_text(addresses: Iterable[IpAddress]) -> tuple[str, ...]:
         while index < len(v4) and v4[index] == high + 1:
             high = v4[index]
             index += 1
-        out.extend(_v4_blocks(low, high))
+        if low == high:  # a lone address: the most common run
+            out.append(f"{socket.inet_ntoa(low.to_bytes(4, 'big'))}/32")
+        else:
+            out.extend(_v4_blocks(low, high))
     if len(v4) < len(listed) and any(a.version == 6 for a in listed):
         out.extend(str(n) for n in cover(a for a in listed if a.version == 6))
     return tuple(out)
@@ -117,9 +122,8 @@ def _v4_blocks(low: int, high: int) -> list[str]:
     """The fewest aligned CIDR blocks exactly covering [low, high]."""
     blocks: list[str] = []
     while low <= high:
-        size = (low & -low) if low else 1 << 32  # largest block aligned at `low`
-        while size > high - low + 1:
-            size >>= 1
+        aligned = (low & -low) if low else 1 << 32  # largest block aligned at `low`
+        size = min(aligned, 1 << ((high - low + 1).bit_length() - 1))  # ... that fits
         bits = size.bit_length() - 1
         blocks.append(f"{socket.inet_ntoa(low.to_bytes(4, 'big'))}/{32 - bits}")
         low += size
@@ -163,12 +167,14 @@ class NameIndex:
                 names["subnet"][f"{parent.name}/{subnet.name}".lower()].append(key(subnet.id))
         for asg in inv.asgs.values():
             names["asg"][asg.name.lower()].append(key(asg.id))
-        for nic in inv.nics.values():  # resource groups that hold members, even if not listed
-            for rg in {nic.resource_group, *(_vm_rg(inv, nic.vm_id),)} - {""}:
-                rg_id = f"/subscriptions/{nic.subscription_id}/resourcegroups/{rg}".lower()
-                for alias in (rg.lower(), f"{nic.subscription_id}/{rg}".lower()):
-                    if rg_id not in names["rg"][alias]:
-                        names["rg"][alias].append(rg_id)
+        vm_of = vm_finder(inv)
+        held = {(nic.subscription_id, rg) for nic in inv.nics.values()
+                for rg in (nic.resource_group, _vm_rg(vm_of(nic.vm_id))) if rg}
+        for sub_id, rg in sorted(held):  # resource groups holding members, even if not listed
+            rg_id = f"/subscriptions/{sub_id}/resourcegroups/{rg}".lower()
+            for alias in (rg.lower(), f"{sub_id}/{rg}".lower()):
+                if rg_id not in names["rg"][alias]:
+                    names["rg"][alias].append(rg_id)
         for sub in inv.subscriptions.values():
             names["subscription"][sub.subscription_id].append(sub.subscription_id)
             if sub.display_name:
@@ -191,9 +197,21 @@ class NameIndex:
         return found[0]
 
 
-def _vm_rg(inventory: Inventory, vm_id: str | None) -> str:
-    vm = inventory.vms.get(key(vm_id)) if vm_id else None
+def _vm_rg(vm: Vm | None) -> str:
     return vm.resource_group if vm else ""
+
+
+def vm_finder(inventory: Inventory) -> Callable[[str | None], Vm | None]:
+    """``inventory.vms.get(key(vm_id))``, cheaper when the id is spelled as the VM's own
+    (the usual case: lower-casing 100k long ids is what costs)."""
+    by_id = {vm.id: vm for vm in inventory.vms.values()}
+
+    def find(vm_id: str | None) -> Vm | None:
+        if not vm_id:
+            return None
+        found = by_id.get(vm_id)
+        return found if found is not None else inventory.vms.get(key(vm_id))
+    return find
 
 
 class GroupResolver:
@@ -211,30 +229,50 @@ class GroupResolver:
         self._by: dict[str, defaultdict[str, set[MemberKey]]] = {
             kind: defaultdict(set) for kind in ("vnet", "subnet", "sub", "rg", "tag", "tagkey")
         }
-        for location in inventory.ip_locations():
-            self._add(location)
+        self._index_members(inventory.ip_locations())
 
-    def _add(self, location: IpLocation) -> None:
-        """Index one member (hot: runs once per IP configuration of the estate)."""
-        member = location.member_key
-        self._all[member] = location
+    def _index_members(self, locations: Iterable[IpLocation]) -> None:
+        """Index every member (hot: 100k IP configurations). Members are first gathered by
+        place (VNet, subnet, subscription, resource groups) and by tags, which thousands of
+        members share; each place's or tag set's index entries are then filled in one go."""
+        places: defaultdict[_Place, list[MemberKey]] = defaultdict(list)
+        tagged: defaultdict[tuple[Tags, Tags], list[MemberKey]] = defaultdict(list)
+        vm_of = vm_finder(self.inventory)
+        for location in locations:
+            member = location.member_key
+            self._all[member] = location
+            nic = location.nic
+            vm = vm_of(nic.vm_id)
+            places[(location.vnet.id if location.vnet is not None else None,
+                    location.subnet.id if location.subnet is not None else None,
+                    location.subscription_id, nic.resource_group,
+                    vm.resource_group if vm is not None else "")].append(member)
+            tagged[(nic.tags, vm.tags if vm is not None else ())].append(member)
+        for place, members in places.items():
+            for bucket in self._place_buckets(place):
+                bucket.update(members)
+        for (nic_tags, vm_tags), members in tagged.items():
+            for bucket in self._tag_buckets(nic_tags, vm_tags):
+                bucket.update(members)
+
+    def _place_buckets(self, place: _Place) -> list[set[MemberKey]]:
+        vnet_id, subnet_id, sub, nic_rg, vm_rg = place
         by = self._by
-        if location.vnet is not None:
-            by["vnet"][self._key(location.vnet.id)].add(member)
-        if location.subnet is not None:
-            by["subnet"][self._key(location.subnet.id)].add(member)
-        sub = location.subscription_id
-        by["sub"][sub].add(member)
-        nic = location.nic
-        vm = self.inventory.vms.get(self._key(nic.vm_id)) if nic.vm_id else None
-        for rg in {nic.resource_group, vm.resource_group if vm else ""} - {""}:
-            by["rg"][f"/subscriptions/{sub}/resourcegroups/{rg}".lower()].add(member)
-        tags = {k.lower(): v for k, v in nic.tags}  # VM tags win: workload tags live there
-        if vm is not None:
-            tags.update((k.lower(), v) for k, v in vm.tags)
-        for name, value in tags.items():
-            by["tag"][f"{name}={value}"].add(member)
-            by["tagkey"][name].add(member)
+        found = [by["sub"][sub]]
+        if vnet_id is not None:
+            found.append(by["vnet"][self._key(vnet_id)])
+        if subnet_id is not None:
+            found.append(by["subnet"][self._key(subnet_id)])
+        for rg in {nic_rg, vm_rg} - {""}:
+            found.append(by["rg"][f"/subscriptions/{sub}/resourcegroups/{rg}".lower()])
+        return found
+
+    def _tag_buckets(self, nic_tags: Tags, vm_tags: Tags) -> list[set[MemberKey]]:
+        tags = {k.lower(): v for k, v in nic_tags}  # VM tags win: workload tags live there
+        tags.update((k.lower(), v) for k, v in vm_tags)
+        by = self._by
+        return [bucket for name, value in tags.items()
+                for bucket in (by["tag"][f"{name}={value}"], by["tagkey"][name])]
 
     def _key(self, arm_id: str) -> str:
         found = self._keys.get(arm_id)

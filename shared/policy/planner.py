@@ -100,7 +100,7 @@ def as_security_rule(rule: DesiredRule) -> SecurityRule:
 
 
 def plan_nsg(nsg: Nsg, desired: Iterable[DesiredRule], ownership: Ownership) -> NsgPlan:
-    wanted = sorted(desired, key=lambda r: (r.direction.value, r.priority, r.name))
+    wanted = sorted(desired, key=_plan_order)
     plan = NsgPlan(nsg.id, nsg.etag, desired=wanted)
     current = {r.name.lower(): r for r in nsg.rules if owned(r, ownership)}
     unowned = [r for r in nsg.rules if not owned(r, ownership)]
@@ -130,6 +130,13 @@ def plan_nsg(nsg: Nsg, desired: Iterable[DesiredRule], ownership: Ownership) -> 
     return plan
 
 
+_DIRECTION_ORDER = {direction: direction.value for direction in Direction}
+
+
+def _plan_order(rule: DesiredRule) -> tuple[str, int, str]:
+    return _DIRECTION_ORDER[rule.direction], rule.priority, rule.name
+
+
 def _check_priorities(plan: NsgPlan, wanted: list[DesiredRule],
                       unowned: list[SecurityRule]) -> None:
     taken = {(r.direction, r.priority): r.name for r in unowned}
@@ -144,13 +151,18 @@ def _check_limits(plan: NsgPlan, wanted: list[DesiredRule], unowned: list[Securi
     total = len(wanted) + len(unowned)
     if total > MAX_RULES_PER_NSG:
         plan.errors.append(f"{total} rules after apply exceed Azure's {MAX_RULES_PER_NSG} per NSG")
-    for side in ("source", "destination"):
-        prefixes = sum(len(getattr(r, f"{side}_prefixes")) for r in wanted) + sum(
-            len(getattr(r, f"{side}_prefixes")) for r in unowned)
+    counts = {
+        "source": sum(len(r.source_prefixes) for r in wanted)
+        + sum(len(r.source_prefixes) for r in unowned),
+        "destination": sum(len(r.destination_prefixes) for r in wanted)
+        + sum(len(r.destination_prefixes) for r in unowned),
+    }
+    for side, prefixes in counts.items():
         if prefixes > MAX_PREFIXES_PER_NSG_SIDE:
             plan.errors.append(f"{prefixes} {side} addresses/ranges exceed Azure's "
                                f"{MAX_PREFIXES_PER_NSG_SIDE} per NSG")
-    asgs = {key(a) for r in wanted for a in (*r.source_asgs, *r.destination_asgs)}
+    asgs = {key(a) for r in wanted if r.source_asgs or r.destination_asgs
+            for a in (*r.source_asgs, *r.destination_asgs)}
     asgs |= {key(a) for r in unowned for a in (*r.source_asg_ids, *r.destination_asg_ids)}
     if len(asgs) > MAX_ASGS_PER_NSG:
         plan.errors.append(f"{len(asgs)} ASGs exceed Azure's {MAX_ASGS_PER_NSG} per NSG")
