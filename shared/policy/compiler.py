@@ -22,6 +22,7 @@ from typing import Final
 from shared.domain.arm_id import key
 from shared.domain.assets import Access, Direction
 from shared.domain.inventory import Inventory, IpLocation
+from shared.policy.gc_pause import gc_paused
 from shared.policy.groups import (
     MemberKey,
     ResolvedGroup,
@@ -447,4 +448,5 @@ def _with_priority(rule: DesiredRule, priority: int) -> DesiredRule:
 
 
 def compile_policy(policy: Policy, inventory: Inventory) -> Compiled:
-    return Compiler(policy, inventory).compile()
+    with gc_paused():
+        return Compiler(policy, inventory).compile()

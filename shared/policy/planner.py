@@ -18,6 +18,7 @@ from shared.domain.inventory import Inventory
 from shared.domain.parsers import security_rule
 from shared.domain.raw import RawObject
 from shared.policy.compiler import Compiled, Issue
+from shared.policy.gc_pause import gc_paused
 from shared.policy.model import Ownership
 from shared.policy.nsg_target import (
     MAX_ASGS_PER_NSG,
@@ -185,6 +186,11 @@ def _note_shadowed(plan: NsgPlan, wanted: list[DesiredRule], unowned: list[Secur
 
 def build_plan(compiled: Compiled, inventory: Inventory, ownership: Ownership) -> Plan:
     """Plans for every NSG that should hold zts rules or still holds some."""
+    with gc_paused():
+        return _build_plan(compiled, inventory, ownership)
+
+
+def _build_plan(compiled: Compiled, inventory: Inventory, ownership: Ownership) -> Plan:
     nsg_plans: list[NsgPlan] = []
     targets = set(compiled.rules)
     targets |= {k for k, n in inventory.nsgs.items() if any(owned(r, ownership) for r in n.rules)}
