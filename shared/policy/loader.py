@@ -22,7 +22,7 @@ import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, Final, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -340,6 +340,10 @@ def _read_yaml(text: str, issues: _Issues) -> dict[Any, Any] | None:
     return data
 
 
+#: What libyaml's scanner says when a document nests deeper than it allows.
+_NESTING_LIMIT: Final = "exceeded maximum nesting depth"
+
+
 def _parse_yaml(text: str, issues: _Issues) -> tuple[bool, Any]:
     """(True, data) when the text is one YAML document within the limits; else the reason is
     reported and (False, None) returned."""
@@ -355,7 +359,12 @@ def _parse_yaml(text: str, issues: _Issues) -> tuple[bool, Any]:
         issues.add("ZTS-P005", "the document nests too deeply to read", (), 1)
     except yaml.MarkedYAMLError as err:
         line = _mark_line(err)
-        issues.add("ZTS-P002", _yaml_message(err, text, line), (), line)
+        if _NESTING_LIMIT in (err.problem or ""):
+            # libyaml 0.2.6+ (PyYAML 6.0.4 wheels) stops at its own depth while scanning
+            # ahead, before the event pass above sees MAX_DEPTH levels: the same verdict
+            issues.add("ZTS-P005", f"the document nests deeper than {MAX_DEPTH} levels", (), line)
+        else:
+            issues.add("ZTS-P002", _yaml_message(err, text, line), (), line)
     except yaml.reader.ReaderError as err:  # control characters
         char = err.character if isinstance(err.character, int) else ord(err.character)
         issues.add(
