@@ -13,7 +13,7 @@ CHROMIUM := /usr/bin/chromium
 
 setup: $(STAMP_PY) $(STAMP_NODE)
 
-$(STAMP_PY): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP_PY): requirements.txt requirements-dev.txt pyproject.toml setup.py shared/adapters/_flowscan.c
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "zts needs Python 3.11 (azure-functions 1.x); found " + sys.version' 
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt

@@ -32,6 +32,7 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +92,7 @@ _ALL_V4: Final = "#"
 # is plainly version 4 - the usual case, no look at the text - else VERSION_PATTERN over the
 # text, as they have always been counted), so the blob is never read a second time. A blob that
 # yields no tuple row at all (refused by the parse, or holding no flows) is looked at again in
-# Python, alone. The blob is keyed by its index (``$first`` + position), not its path: hashing a
+# Python, alone. The blob is keyed by its index (``$indexes``, path order), not its path: hashing a
 # number per tuple is cheaper than hashing a long path.
 _BATCH_SQL: Final = """
 INSERT INTO zts_flow_partial
@@ -104,8 +105,7 @@ WITH docs AS (
         END AS versions
     FROM (SELECT f.file, t.content, TRY(from_json(t.content, $structure)) AS doc
           FROM read_text($files) t
-          JOIN (SELECT unnest($files) AS name,
-                       unnest(range($first, $first + len($files))) AS file) f
+          JOIN (SELECT unnest($files) AS name, unnest($indexes) AS file) f
             ON f.name = t.filename)
 ), records AS (
     SELECT file, versions, unnest(doc.records) AS r FROM docs
@@ -240,27 +240,33 @@ class BlobReport:
         }
 
 
-def list_blobs(root: Path) -> list[tuple[Path, int]]:
-    """``PT1H.json`` files under ``root`` (any depth) with their sizes, in path order."""
-    found: list[tuple[Path, int]] = []
-    for folder, _dirs, files in os.walk(root):
-        for name in files:
-            if name == BLOB_NAME:
-                path = Path(folder) / name
-                found.append((path, path.stat().st_size))
+def list_blobs(root: Path) -> list[Path]:
+    """``PT1H.json`` files under ``root`` (any depth, symbolic links to folders not followed),
+    in path order."""
+    found: list[Path] = []
+    pending = [str(root)]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                elif entry.name == BLOB_NAME:
+                    found.append(Path(entry.path))
     found.sort()
     return found
 
 
-def batches(blobs: list[tuple[Path, int]], batch_bytes: int) -> list[list[Path]]:
-    out: list[list[Path]] = []
-    current: list[Path] = []
+def _index_batches(blobs: list[tuple[int, tuple[Path, int]]],
+                   batch_bytes: int) -> list[list[tuple[int, Path]]]:
+    """(index, path) batches of at most ``batch_bytes`` (a larger blob is a batch alone)."""
+    out: list[list[tuple[int, Path]]] = []
+    current: list[tuple[int, Path]] = []
     size = 0
-    for path, length in blobs:
+    for index, (path, length) in blobs:
         if current and size + length > batch_bytes:
             out.append(current)
             current, size = [], 0
-        current.append(path)
+        current.append((index, path))
         size += length
     if current:
         out.append(current)
@@ -286,47 +292,54 @@ class FlowLogReader:
         """Read every blob under ``root``; raises FileNotFoundError if ``root`` is missing."""
         if not root.is_dir():
             raise FileNotFoundError(f"flow log folder {root} does not exist")
-        self.con.execute(_PARTIAL_DDL)
-        report = BlobReport()
         blobs = list_blobs(root)
-        report.blobs_found = len(blobs)
-        report.bytes_read = sum(size for _, size in blobs)
-        share = report.bytes_read // (self.workers * BATCHES_PER_WORKER)
-        planned = batches(blobs, min(self.batch_bytes, max(MIN_BATCH_BYTES, share)))
-        firsts = [sum(len(b) for b in planned[:i]) for i in range(len(planned))]
-        if len(planned) == 1 or self.workers == 1:
-            for first, batch in zip(firsts, planned, strict=True):
-                self._batch(self.con, first, batch)
-        else:
-            with ThreadPoolExecutor(max_workers=self.workers) as pool:
-                for done in [pool.submit(self._batch_on_cursor, first, batch)
-                             for first, batch in zip(firsts, planned, strict=True)]:
-                    done.result()
-        self._account([path for path, _ in blobs], root, report)
+        report = BlobReport(blobs_found=len(blobs))
+        self.read_some(root, blobs, range(len(blobs)), report)
         return report
 
-    def _batch_on_cursor(self, first: int, files: list[Path]) -> None:
+    def read_some(self, root: Path, blobs: Sequence[Path], indexes: Sequence[int],
+                  report: BlobReport) -> None:
+        """Read the blobs at ``indexes`` of ``blobs`` (every blob under ``root``, in path order:
+        an index is the ``file`` of its rows) into the partial table, and add what they held
+        to ``report`` (the caller has counted ``blobs_found``)."""
+        self.con.execute(_PARTIAL_DDL)
+        chosen = [(index, (blobs[index], _size(blobs[index]))) for index in indexes]
+        size = sum(length for _, (_, length) in chosen)
+        report.bytes_read += size
+        share = size // (self.workers * BATCHES_PER_WORKER)
+        planned = _index_batches(chosen, min(self.batch_bytes, max(MIN_BATCH_BYTES, share)))
+        if len(planned) == 1 or self.workers == 1:
+            for batch in planned:
+                self._batch(self.con, batch)
+        else:
+            with ThreadPoolExecutor(max_workers=self.workers) as pool:
+                for done in [pool.submit(self._batch_on_cursor, batch) for batch in planned]:
+                    done.result()
+        self._account([(index, path) for index, (path, _) in chosen], root, report)
+
+    def _batch_on_cursor(self, batch: list[tuple[int, Path]]) -> None:
         cursor = self.con.cursor()  # a connection of its own to the same database
         try:
-            self._batch(cursor, first, files)
+            self._batch(cursor, batch)
         finally:
             cursor.close()
 
-    def _batch(self, con: duckdb.DuckDBPyConnection, first: int, files: list[Path]) -> None:
-        """Blobs ``first`` .. ``first + len(files) - 1`` (their index in path order is the
-        ``file`` column of the partial table)."""
+    def _batch(self, con: duckdb.DuckDBPyConnection, batch: list[tuple[int, Path]]) -> None:
+        """The blobs of ``batch`` (their index in path order is the ``file`` column of the
+        partial table)."""
         con.execute("SET enable_progress_bar = false")
         con.execute(_BATCH_SQL, {
-            "structure": _BLOB_STRUCTURE, "files": [str(f) for f in files], "first": first,
+            "structure": _BLOB_STRUCTURE, "files": [str(path) for _, path in batch],
+            "indexes": [index for index, _ in batch],
             "version_pattern": VERSION_PATTERN, "min_ms": MIN_EPOCH_MS, "max_ms": MAX_EPOCH_MS,
             "interval_ms": self.interval_ms})
 
-    def _account(self, paths: list[Path], root: Path, report: BlobReport) -> None:
+    def _account(self, chosen: list[tuple[int, Path]], root: Path, report: BlobReport) -> None:
         """Counts and examples, blob by blob in path order (whatever the batches were)."""
         found: dict[int, list[tuple[str, int, str | None, str | None]]] = {}
         for file, reason, count, example, versions in self.con.execute(_ACCOUNT_SQL).fetchall():
             found.setdefault(int(file), []).append((str(reason), int(count), example, versions))
-        for index, path in enumerate(paths):
+        for index, path in chosen:
             name = str(path)
             rows = found.get(index)
             if rows is None:
@@ -349,6 +362,14 @@ class FlowLogReader:
                 if reason:
                     report.tuples_skipped.add(reason, count,
                                               f"{_relative(name, root)}: {str(example)[:120]}")
+
+
+def _size(path: Path) -> int:
+    """The blob's size for planning batches (0 when it cannot be read: the read reports it)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _version_counts(versions: str | None) -> Counter[str]:
