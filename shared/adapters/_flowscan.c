@@ -253,7 +253,9 @@ static inline int slot_used(const Flows *f, uint64_t slot) {
 }
 
 static inline uint64_t key_hash(const uint64_t k[4]) {
-    return mix64(k[0] * 0x9e3779b97f4a7c15ULL ^ mix64(k[1] ^ mix64(k[2] ^ mix64(k[3]))));
+    uint64_t h = k[0] * 0x9e3779b97f4a7c15ULL ^ k[1] * 0xc2b2ae3d27d4eb4fULL ^
+                 k[2] * 0x165667b19e3779f9ULL ^ k[3] * 0xd6e8feb86659fd93ULL;
+    return h ^ h >> 29 ^ h >> 47;
 }
 
 static int flows_rehash(Flows *f, uint32_t n) {
@@ -458,6 +460,7 @@ typedef struct {
     const char *problem_min[P_COUNT];
     size_t problem_min_len[P_COUNT];
     int64_t records;
+    int64_t direct; /* tuples aggregated as they were read (see TupleCtx.direct) */
     /* the last mac, flowlog and target text of this blob (pointers into it) and their ids */
     const char *last_s[3];
     size_t last_n[3];
@@ -479,6 +482,7 @@ static void stage_reset(Stage *s) {
         s->problem_min_len[i] = 0;
     }
     s->records = 0;
+    s->direct = 0;
     for (int i = 0; i < 3; i++) s->last_s[i] = NULL;
 }
 
@@ -835,7 +839,56 @@ typedef struct {
     uint32_t last_enc; /* the id of the last encryption text seen, and that text */
     const char *last_enc_s;
     size_t last_enc_n;
+    /* direct: the record's MAC, flow log and target, the flow's ACL and the group's rule were
+     * all read before the tuples (the order Azure writes them in), so each tuple goes straight
+     * into the per-blob table; otherwise tuples are staged until they are known */
+    int direct;
+    uint64_t k1; /* mac | acl << 32 */
+    uint32_t rule, flowlog, target;
 } TupleCtx;
+
+static inline int64_t sat_add(int64_t a, int64_t b, int64_t *saturated);
+
+/* One good tuple into the per-blob table. */
+static inline int aggregate(State *st, int64_t ts, uint64_t k1, uint32_t rule, uint32_t src,
+                            uint32_t dst, uint32_t dport, uint32_t proto, uint32_t inbound,
+                            uint8_t state, uint32_t enc, uint32_t flowlog, uint32_t target,
+                            const int64_t c[4]) {
+    uint8_t denied = state == 'D';
+    uint64_t k[4] = {
+        (uint64_t)(ts / st->interval_ms * st->interval_ms),
+        k1,
+        (uint64_t)rule | (uint64_t)src << 32,
+        (uint64_t)dst | (uint64_t)dport << 32 | (uint64_t)proto << 48 |
+            (uint64_t)(inbound | (uint32_t)denied << 1) << 56,
+    };
+    int created;
+    Entry *e = flows_upsert(&st->local, k, key_hash(k), &created);
+    if (!e) return ERR_NOMEM;
+    if (created) {
+        e->enc = enc;
+        e->flowlog = flowlog;
+        e->target = target;
+    } else {
+        if (enc != e->enc && strings_less(&st->strings, enc, e->enc)) e->enc = enc;
+        if (flowlog != e->flowlog && strings_less(&st->strings, flowlog, e->flowlog))
+            e->flowlog = flowlog;
+        if (target != e->target && strings_less(&st->strings, target, e->target))
+            e->target = target;
+    }
+    if (ts < e->first_ms) e->first_ms = ts;
+    if (ts > e->last_ms) e->last_ms = ts;
+    if (state == 'B' || denied) {
+        if (ts < e->first_bd) e->first_bd = ts;
+        if (ts > e->last_bd) e->last_bd = ts;
+    }
+    e->begun += state == 'B';
+    e->refused += denied;
+    e->ended += state == 'E';
+    e->tuples++;
+    for (int j = 0; j < 4; j++) e->c[j] = sat_add(e->c[j], c[j], &st->saturated);
+    return 0;
+}
 
 /* An address field at p: a canonical address (*ip, returns 0), a problem the SQL reader names
  * (P_IPV6 + 1 or P_BAD + 1), or a decline (< 0); *end is on the ',' after it. */
@@ -922,6 +975,11 @@ static int read_tuple(Cursor *c, void *vctx) {
         ctx->last_enc_s = e0;
         ctx->last_enc_n = en;
     }
+    if (ctx->direct) {
+        sg->direct++;
+        return aggregate(st, ts, ctx->k1, ctx->rule, src, dst, (uint32_t)dport, (uint32_t)proto,
+                         inbound, state, enc, ctx->flowlog, ctx->target, cv);
+    }
     GROW(sg->tup, sg->ntup, sg->captup, 1024);
     StagedTuple *t = &sg->tup[sg->ntup++];
     t->ts = ts;
@@ -978,6 +1036,15 @@ static int flow_group_member(Cursor *c, void *vctx, const char *k, size_t n) {
         if (g->have_tuples) return D_KEY;
         g->have_tuples = 1;
         TupleCtx t = {.group = g->group};
+        const StagedGroup *grp2 = &sg->grp[g->group];
+        const StagedRecord *rec = &sg->rec[grp2->record];
+        if ((grp2->have & 3) == 3 && (rec->have & 7) == 7) {
+            t.direct = 1;
+            t.k1 = (uint64_t)rec->mac | (uint64_t)grp2->acl << 32;
+            t.rule = grp2->rule;
+            t.flowlog = rec->flowlog;
+            t.target = rec->target;
+        }
         return each_item(c, read_tuple, &t);
     }
     return skip_member(c, k, n, GROUP_KEYS);
@@ -989,9 +1056,9 @@ static int read_group(Cursor *c, void *vctx) {
     GROW(sg->grp, sg->ngrp, sg->capgrp, 64);
     uint32_t gi = (uint32_t)sg->ngrp++;
     sg->grp[gi].record = f->record;
-    sg->grp[gi].acl = 0;
+    sg->grp[gi].acl = f->have_acl ? f->acl : 0; /* else set when the flow ends */
     sg->grp[gi].rule = 0;
-    sg->grp[gi].have = 0;
+    sg->grp[gi].have = f->have_acl ? 1 : 0;
     GroupCtx g = {.group = gi};
     int r = each_member(c, flow_group_member, &g);
     if (r) return r;
@@ -1145,6 +1212,7 @@ static int top_member(Cursor *c, void *vctx, const char *k, size_t n) {
  * (the sentinel the tuple parser relies on). */
 static int parse_blob(State *st, const char *data, size_t n) {
     stage_reset(&st->stage);
+    flows_reset(&st->local); /* direct tuples land here as they are read */
     Cursor c = {.p = data, .end = data + n, .st = st, .depth = 0};
     ws(&c);
     TopCtx top = {0};
@@ -1153,7 +1221,7 @@ static int parse_blob(State *st, const char *data, size_t n) {
     ws(&c);
     if (c.p != c.end) return c.p < c.end && (unsigned char)*c.p >= 0x7f ? D_ASCII : D_SYNTAX;
     if (!top.have_records) return D_SHAPE;
-    if (st->stage.ntup == 0 && st->stage.problem_tuples[P_IPV6] == 0 &&
+    if (st->stage.ntup == 0 && st->stage.direct == 0 && st->stage.problem_tuples[P_IPV6] == 0 &&
         st->stage.problem_tuples[P_BAD] == 0)
         return D_EMPTY;
     return TAKEN;
@@ -1201,44 +1269,14 @@ static int commit_blob(State *st) {
     }
     const int64_t interval = st->interval_ms;
     Flows *local = &st->local;
-    flows_reset(local);
-    for (size_t i = 0; i < sg->ntup; i++) {
+    for (size_t i = 0; i < sg->ntup; i++) { /* the staged tuples (the direct ones are in) */
         const StagedTuple *t = &sg->tup[i];
         const StagedGroup *g = &sg->grp[t->group];
         const StagedRecord *rec = &sg->rec[g->record];
-        uint8_t denied = t->state == 'D';
-        uint64_t k[4] = {
-            (uint64_t)(t->ts / interval * interval),
-            (uint64_t)rec->mac | (uint64_t)g->acl << 32,
-            (uint64_t)g->rule | (uint64_t)t->src << 32,
-            (uint64_t)t->dst | (uint64_t)t->dport << 32 | (uint64_t)t->proto << 48 |
-                (uint64_t)(t->inbound | denied << 1) << 56,
-        };
-        int created;
-        Entry *e = flows_upsert(local, k, key_hash(k), &created);
-        if (!e) return ERR_NOMEM;
-        if (created) {
-            e->enc = t->enc;
-            e->flowlog = rec->flowlog;
-            e->target = rec->target;
-        } else {
-            if (t->enc != e->enc && strings_less(&st->strings, t->enc, e->enc)) e->enc = t->enc;
-            if (rec->flowlog != e->flowlog && strings_less(&st->strings, rec->flowlog, e->flowlog))
-                e->flowlog = rec->flowlog;
-            if (rec->target != e->target && strings_less(&st->strings, rec->target, e->target))
-                e->target = rec->target;
-        }
-        if (t->ts < e->first_ms) e->first_ms = t->ts;
-        if (t->ts > e->last_ms) e->last_ms = t->ts;
-        if (t->state == 'B' || t->state == 'D') {
-            if (t->ts < e->first_bd) e->first_bd = t->ts;
-            if (t->ts > e->last_bd) e->last_bd = t->ts;
-        }
-        e->begun += t->state == 'B';
-        e->refused += denied;
-        e->ended += t->state == 'E';
-        e->tuples++;
-        for (int j = 0; j < 4; j++) e->c[j] = sat_add(e->c[j], t->c[j], &st->saturated);
+        if (aggregate(st, t->ts, (uint64_t)rec->mac | (uint64_t)g->acl << 32, g->rule, t->src,
+                      t->dst, t->dport, t->proto, t->inbound, t->state, t->enc, rec->flowlog,
+                      rec->target, t->c))
+            return ERR_NOMEM;
     }
     uint32_t blob = ++st->blob_seq;
     if (blob == 0) st->always_merge = 1; /* 2^32 blobs: stop trusting the pair registry */
@@ -1256,7 +1294,8 @@ static int commit_blob(State *st) {
     if (rows_append(&st->rows, local->e, local->count)) return ERR_NOMEM;
     st->blobs++;
     st->records += sg->records;
-    st->tuples += (int64_t)sg->ntup + sg->problem_tuples[P_IPV6] + sg->problem_tuples[P_BAD];
+    st->tuples += (int64_t)sg->ntup + sg->direct + sg->problem_tuples[P_IPV6] +
+                  sg->problem_tuples[P_BAD];
     return 0;
 }
 

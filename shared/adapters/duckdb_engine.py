@@ -21,7 +21,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
@@ -83,6 +83,10 @@ class LocalEngine:
         #: queries the analytics service may run at once (see shared.services.analytics): one
         #: per DuckDB thread (a query alone keeps about one and a half cores busy).
         self.concurrent_queries = int(active)
+        #: the analytics service may start the blast-radius edge query (the longest) before
+        #: the detections that decide whether it is needed: a local query costs nothing but
+        #: its time, and otherwise it would start last
+        self.speculate_blast_radius = self.concurrent_queries > 1
         for table, columns in TABLES.items():
             self.con.execute(ddl(table, columns))
         #: NTANetAnalytics is the flow-log ingest's view over ``zts_nta`` (see data_range)
@@ -103,14 +107,10 @@ class LocalEngine:
                          countries: CountryLookup,
                          batch_bytes: int = DEFAULT_BATCH_BYTES) -> IngestReport:
         """Read the blobs under ``root`` and build both tables (replacing their contents)."""
-        # the KQL parser warms up once the blobs are listed: reading them needs no GIL
         report = FlowLogIngest(self.con, tables, countries, batch_bytes=batch_bytes,
-                               native=self.native).run(root, on_listed=self._warm_up)
+                               native=self.native).run(root)
         self._flow_view = True
         return report
-
-    def _warm_up(self) -> None:
-        _start_warm_up(self.con)
 
     def _tables_for_export(self) -> None:
         """Plain tables to load exported rows into (replacing a flow-log ingest's view)."""
@@ -124,7 +124,6 @@ class LocalEngine:
     def ingest_nta(self, nta: Path, nta_ip: Path | None = None) -> IngestReport:
         """Load rows exported from Log Analytics (JSON array of objects, or CSV with a header).
         Without ``nta_ip`` the NTAIpDetails table stays empty (and the report says so)."""
-        self._warm_up()
         self._flow_view = False
         report = IngestReport(source="nta_export")
         if self.con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = $name",
@@ -263,16 +262,17 @@ FROM e GROUP BY src, dst
 # -- KQL translation ------------------------------------------------------------------------------
 #
 # duckdb-kql parses with an ANTLR parser written in Python: the first translations in a process
-# cost about a second (the parser builds its lookahead tables), later ones a tenth of that. So
-# translations are cached per process (keyed by the query text and the tables' columns; a query
-# that reads the clock is never cached), and the first engine of a process warms the parser up
-# with the bundled queries on a background thread while the flow logs are read. ANTLR's Python
-# runtime is not meant for concurrent use: every translation holds _TRANSLATE_LOCK.
+# cost more (the parser builds its lookahead tables: ~0.17 s for the first bundled query, 0.33 s
+# for all of them, then about half that again). Translations are cached per process (keyed by
+# the query text and the tables' columns; a query that reads the clock is never cached). A
+# background warm-up while the flow logs were read used to hide the first cost; with the native
+# scanner both cores are busy then, and it cost more CPU than it saved (A/B, docs/analytics.md),
+# so it is gone. ANTLR's Python runtime is not meant for concurrent use: every translation holds
+# _TRANSLATE_LOCK.
 
 _TRANSLATE_LOCK: Final = threading.Lock()
 _TRANSLATIONS: OrderedDict[tuple[str, str], str] = OrderedDict()
 _TRANSLATIONS_KEPT: Final = 64
-_warmed = False
 
 
 def _translate(query: str, schema: dict[str, list[str]]) -> tuple[str, dict[str, Any]]:
@@ -294,38 +294,6 @@ def _translate(query: str, schema: dict[str, list[str]]) -> tuple[str, dict[str,
             while len(_TRANSLATIONS) > _TRANSLATIONS_KEPT:
                 _TRANSLATIONS.popitem(last=False)
     return str(translated), parameters
-
-
-def _warm_up(schema: dict[str, list[str]]) -> None:
-    """Translate the bundled queries once (results discarded); see above."""
-    from shared.adapters.analytics_files import KQL_DIR, load_detections
-    from shared.analytics.catalog import render_query
-    from shared.analytics.config import AnalyticsConfig
-
-    try:
-        catalog, bodies = load_detections()
-        start = datetime(2000, 1, 1, tzinfo=UTC)
-        window = Window(start, start + timedelta(hours=1))
-        texts = [render_query(d, bodies[d.id], AnalyticsConfig(), window, ())
-                 for d in catalog.detections]
-        observed = KQL_DIR / "observed_flows.kql"
-        if observed.is_file():
-            texts.append(observed.read_text(encoding="utf-8"))
-        for text in texts:
-            with _TRANSLATE_LOCK:
-                duckdb_kql.to_sql(text, schema=schema)
-    except Exception:  # noqa: S110 - only a speed-up: a real translation reports the errors
-        pass
-
-
-def _start_warm_up(con: duckdb.DuckDBPyConnection) -> None:
-    global _warmed  # noqa: PLW0603 - once per process
-    if _warmed:
-        return
-    _warmed = True
-    schema = duckdb_kql.engine.schema(con)
-    threading.Thread(target=_warm_up, args=(schema,), name="zts-kql-warm-up",
-                     daemon=True).start()
 
 
 # -- result rows ----------------------------------------------------------------------------------

@@ -151,11 +151,13 @@ def analyze(engine: QueryEngine, catalog: Catalog, queries: Mapping[str, str], *
         except (KeyError, KqlValueError) as err:
             texts[detection.id] = err
     with _Prefetch(engine) as prefetch:
+        if named or getattr(engine, "speculate_blast_radius", False):
+            # the longest query first: an engine that runs queries locally (no cost per
+            # query) may start it before knowing whether any origin will need it
+            _prefetch_blast(prefetch, engine, catalog, queries, config, window)
         for key, text in texts.items():
             if isinstance(text, str):
                 prefetch.start(key, partial(_run, engine, text, window))
-        if named:
-            _prefetch_blast(prefetch, engine, catalog, queries, config, window)
         for detection in catalog.detections:
             if detection.id == "blast_radius":
                 continue
