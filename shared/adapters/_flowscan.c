@@ -533,15 +533,42 @@ typedef struct {
 
 /* JSON's whitespace only (space, tab, line feed, carriage return) */
 static inline void ws(Cursor *c) {
+    if (c->p < c->end && (unsigned char)*c->p > ' ') return; /* the usual case: no space */
     while (c->p < c->end && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t'))
         c->p++;
+}
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define SWAR 1 /* eight bytes at a time where the layout allows (byte 0 = lowest) */
+#endif
+
+/* The first byte from p on that a string we read cannot hold as it is: '"' (its end), '\\',
+ * a control byte or one outside printable ASCII. Eight bytes at a time: for each test, the
+ * lowest flagged byte of the word is a true hit (a borrow can only flag bytes above it). */
+static inline const char *string_stop(const char *p, const char *end) {
+#ifdef SWAR
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    while (end - p >= 8) {
+        uint64_t x;
+        memcpy(&x, p, 8);
+        uint64_t quote = x ^ (ones * '"'), slash = x ^ (ones * '\\'), del = x ^ (ones * 0x7f);
+        uint64_t hit = ((quote - ones) & ~quote) | ((slash - ones) & ~slash) |
+                       ((del - ones) & ~del) | ((x - ones * 0x20) & ~x) | x;
+        hit &= high;
+        if (hit) return p + (__builtin_ctzll(hit) >> 3);
+        p += 8;
+    }
+#else
+    (void)end;
+#endif
+    return p;
 }
 
 /* A string's content: [*s, *s + *n). The cursor is on the opening quote. Declines escapes
  * and bytes outside printable ASCII. */
 static inline int read_string(Cursor *c, const char **s, size_t *n) {
     if (c->p >= c->end || *c->p != '"') return D_SHAPE;
-    const char *q = ++c->p;
+    const char *q = string_stop(++c->p, c->end);
     while (q < c->end) {
         unsigned char ch = (unsigned char)*q;
         if (ch == '"') {
@@ -748,6 +775,25 @@ static inline const char *digits_at(const char *p, uint64_t *value) {
     return p;
 }
 
+/* Eight ASCII digits at p as a number, or -1 if they are not all digits. */
+static inline int64_t eight_digits(const char *p) {
+#ifdef SWAR
+    uint64_t x;
+    memcpy(&x, p, 8);
+    if (((x & 0xF0F0F0F0F0F0F0F0ULL) |
+         (((x + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4)) != 0x3333333333333333ULL)
+        return -1;
+    x -= 0x3030303030303030ULL;
+    x = x * 10 + (x >> 8);
+    x = (((x & 0x000000FF000000FFULL) * (100 + (1000000ULL << 32))) +
+         (((x >> 16) & 0x000000FF000000FFULL) * (1 + (10000ULL << 32)))) >> 32;
+    return (int64_t)(uint32_t)x;
+#else
+    (void)p;
+    return -1;
+#endif
+}
+
 /* A field's end: the next ',' (or '"' for the last); declines bytes a string may not hold. */
 static inline int field_end(const char *p, const char **out) {
     for (;;) {
@@ -922,7 +968,18 @@ static int read_tuple(Cursor *c, void *vctx) {
     if (*p != '"') return D_SHAPE;
     p++;
     uint64_t ts_raw;
-    const char *q = digits_at(p, &ts_raw);
+    const char *q;
+    int64_t head = c->end - p >= 16 ? eight_digits(p) : -1; /* a timestamp has 10 or 13 */
+    if (head >= 0) {
+        static const uint64_t POW10[11] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000,
+                                           100000000, 1000000000, 10000000000ULL};
+        q = digits_at(p + 8, &ts_raw);
+        size_t rest = (size_t)(q - p - 8);
+        /* a longer run is refused by the length check below, whatever it adds up to */
+        ts_raw += (uint64_t)head * POW10[rest < 10 ? rest : 10];
+    } else {
+        q = digits_at(p, &ts_raw);
+    }
     size_t nd = (size_t)(q - p);
     if (nd == 0 || nd > 18 || *q != ',') return D_TUPLE;
     int64_t ts = nd > 11 ? (int64_t)ts_raw : (int64_t)ts_raw * 1000;
