@@ -97,7 +97,7 @@ def run_zts(work: Path, memory_limit: str) -> dict[str, Any]:
     from shared.adapters.duckdb_engine import LocalEngine
     from shared.analytics.enrichment import EnrichmentTables
     from shared.domain.normalize import normalize
-    from shared.services.analytics import analyze, resolve_window
+    from shared.services.analytics import analyze, prepare, resolve_window
 
     rows = json.loads((work / "estate.json").read_text())
     inventory = normalize(rows)
@@ -106,6 +106,7 @@ def run_zts(work: Path, memory_limit: str) -> dict[str, Any]:
     catalog, queries = load_detections()
     started = time.perf_counter()
     with LocalEngine(memory_limit=memory_limit, temp_directory=work / "spill") as engine:
+        prepare(engine, catalog, queries, config=cfg, inventory=inventory)  # as zts analyze does
         ingest = engine.ingest_flow_logs(work / "flowlogs", tables, lookup_countries)
         enriched = time.perf_counter()
         window = resolve_window(engine.data_range(), None, None)

@@ -35,6 +35,7 @@ from shared.render.text import table
 
 if TYPE_CHECKING:
     from shared.adapters.duckdb_engine import IngestReport, LocalEngine
+    from shared.analytics.catalog import Catalog
     from shared.analytics.config import AnalyticsConfig
     from shared.analytics.enrichment import ServiceTags
     from shared.analytics.query import QueryEngine, Window
@@ -75,8 +76,10 @@ class _Inputs:
 
 
 @contextmanager
-def _open_inputs(args: argparse.Namespace) -> Iterator[_Inputs]:
-    """Snapshot, configuration and flows, loaded into a local engine (closed afterwards)."""
+def _open_inputs(args: argparse.Namespace,
+                 detections: tuple[Catalog, dict[str, str]] | None = None) -> Iterator[_Inputs]:
+    """Snapshot, configuration and flows, loaded into a local engine (closed afterwards); the
+    ``detections`` that will run are handed to the engine first (translated while it reads)."""
     from shared.adapters.analytics_files import load_analytics_config, load_service_tags
     from shared.adapters.country_db import lookup_countries
     from shared.adapters.duckdb_engine import LocalEngine
@@ -105,6 +108,10 @@ def _open_inputs(args: argparse.Namespace) -> Iterator[_Inputs]:
         return
     engine = LocalEngine()
     try:
+        if detections is not None:
+            from shared.services.analytics import prepare
+
+            prepare(engine, *detections, config=config, inventory=inventory)
         try:
             if args.flow_logs is not None:
                 tables = EnrichmentTables.build(inventory, rows, config, tags)
@@ -245,7 +252,7 @@ def _analyze(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from shared.services.analytics import AnalysisReport, analyze
 
     catalog, queries = load_detections()
-    with _open_inputs(args) as inputs:
+    with _open_inputs(args, (catalog, queries)) as inputs:
         if inputs.window is None:
             report = AnalysisReport([], {"engine": inputs.engine.name, "complete": False,
                                          "error": "no flows to analyze in the given range"})

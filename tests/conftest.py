@@ -1,6 +1,12 @@
 """Shared pytest configuration: the Azurite session fixture lives in tests/fixtures/azurite.py."""
 
+import os
+import tempfile
+
 import pytest
+
+# The KQL translation cache of this test run, not the user's (shared/adapters/kql_translation.py)
+os.environ["ZTS_KQL_CACHE"] = tempfile.mkdtemp(prefix="zts-test-kql-cache-")
 
 pytest_plugins = ["tests.fixtures.azurite"]
 

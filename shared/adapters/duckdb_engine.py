@@ -10,8 +10,9 @@ Two ways in:
   the table schema; rows that cannot be cast are counted and skipped with the reason.
 
 Query results come back as rows converted column by column; the blast-radius edges come back
-already reduced per host pair (:meth:`LocalEngine.edge_moments`); translations are cached, and
-several queries may run at once (``concurrent_queries``), each on its own cursor.
+already reduced per host pair (:meth:`LocalEngine.edge_moments`); translations are cached in
+memory and on disk (:mod:`shared.adapters.kql_translation`), and several queries may run at
+once (``concurrent_queries``), each on its own cursor.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -38,6 +38,7 @@ from shared.adapters.flow_ingest import (
     table_counts,
 )
 from shared.adapters.flow_log_reader import DEFAULT_BATCH_BYTES
+from shared.adapters.kql_translation import schema_of, translate, translate_all
 from shared.analytics.blast_radius import EdgeMoments
 from shared.analytics.enrichment import EnrichmentTables
 from shared.analytics.query import QueryResult, Window
@@ -91,6 +92,13 @@ class LocalEngine:
             self.con.execute(ddl(table, columns))
         #: NTANetAnalytics is the flow-log ingest's view over ``zts_nta`` (see data_range)
         self._flow_view = False
+        self._prepared: list[str] = []
+        #: the thread translating prepared queries, once started (joinable, e.g. by tests)
+        self.preparing: threading.Thread | None = None
+        #: the analytics service declares WindowStart/WindowEnd as query parameters for this
+        #: engine (bound from run()'s window) instead of writing their values into the text,
+        #: so that a query translates once for every window (see prepare)
+        self.binds_window = True
 
     def close(self) -> None:
         self.con.close()
@@ -106,11 +114,28 @@ class LocalEngine:
     def ingest_flow_logs(self, root: Path, tables: EnrichmentTables,
                          countries: CountryLookup,
                          batch_bytes: int = DEFAULT_BATCH_BYTES) -> IngestReport:
-        """Read the blobs under ``root`` and build both tables (replacing their contents)."""
+        """Read the blobs under ``root`` and build both tables (replacing their contents).
+        Queries handed to :meth:`prepare` are translated while the blobs are read."""
         report = FlowLogIngest(self.con, tables, countries, batch_bytes=batch_bytes,
-                               native=self.native).run(root)
+                               native=self.native).run(root, on_listed=self._translate_prepared)
         self._flow_view = True
         return report
+
+    def prepare(self, queries: Sequence[str]) -> None:
+        """Translate ``queries`` ahead of their run, on a background thread (the results land
+        in the translation cache; a failure is left for the run to report), starting when the
+        next ingest has listed its blobs: reading them needs no GIL, the translator does.
+        Queries whose window is a declared parameter (``binds_window``) translate the same for
+        any window. Without an ingest, queries are translated when they run."""
+        self._prepared = list(queries)
+
+    def _translate_prepared(self) -> None:
+        queries, self._prepared = self._prepared, []
+        if queries:
+            self.preparing = threading.Thread(target=translate_all,
+                                              args=(queries, schema_of(self.con)),
+                                              name="zts-kql-prepare", daemon=True)
+            self.preparing.start()
 
     def _tables_for_export(self) -> None:
         """Plain tables to load exported rows into (replacing a flow-log ingest's view)."""
@@ -124,6 +149,7 @@ class LocalEngine:
     def ingest_nta(self, nta: Path, nta_ip: Path | None = None) -> IngestReport:
         """Load rows exported from Log Analytics (JSON array of objects, or CSV with a header).
         Without ``nta_ip`` the NTAIpDetails table stays empty (and the report says so)."""
+        self._translate_prepared()
         self._flow_view = False
         report = IngestReport(source="nta_export")
         if self.con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = $name",
@@ -199,12 +225,11 @@ class LocalEngine:
     def run(self, query: str, window: Window | None = None) -> QueryResult:
         """Execute a KQL query through duckdb-kql; any failure is a failed result, not an
         exception (the service reports it as "could not check"). The query filters on its own
-        window; ``window`` is accepted for the :class:`QueryEngine` protocol. Safe to call from
-        several threads at once (each call has a cursor of its own)."""
-        del window
+        window, or declares ``WindowStart``/``WindowEnd`` and gets ``window``'s bounds. Safe to
+        call from several threads at once (each call has a cursor of its own)."""
         cursor = self.con.cursor()
         try:
-            relation = self._relation(cursor, query)
+            relation = self._relation(cursor, query, window)
             names = list(relation.columns)
             kinds = [str(t) for t in relation.types]
             raw = relation.fetchall()
@@ -219,10 +244,9 @@ class LocalEngine:
         distinct connection moments (:class:`shared.analytics.blast_radius.EdgeMomentSource`)
         instead of a Python row per pair and interval. Raises on any failure (the caller then
         runs the query the ordinary way, which reports the error). Thread-safe like run()."""
-        del window
         cursor = self.con.cursor()
         try:
-            relation = self._relation(cursor, query).query("zts_edges", _EDGE_MOMENTS_SQL)
+            relation = self._relation(cursor, query, window).query("zts_edges", _EDGE_MOMENTS_SQL)
             if relation is None:
                 raise ValueError("the edge reduction returned no rows")
             reduced = relation.fetchall()
@@ -232,10 +256,12 @@ class LocalEngine:
                             if moments], sum(int(n) for _, _, n, _ in reduced))
 
     @staticmethod
-    def _relation(con: duckdb.DuckDBPyConnection, query: str) -> duckdb.DuckDBPyRelation:
+    def _relation(con: duckdb.DuckDBPyConnection, query: str,
+                  window: Window | None) -> duckdb.DuckDBPyRelation:
         """What ``duckdb_kql.query`` does, with the translation cached (see :func:`_translate`)."""
         con.execute("SET TimeZone='UTC'")
-        sql, parameters = _translate(query, duckdb_kql.engine.schema(con))
+        values = {} if window is None else {"WindowStart": window.start, "WindowEnd": window.end}
+        sql, parameters = translate(query, schema_of(con), values)
         relation = con.sql(sql, params=parameters) if parameters else con.sql(sql)
         if relation is None:
             raise ValueError("the query returns no rows (a command, not a query)")
@@ -258,43 +284,6 @@ SELECT src, dst, count(*) AS n,
         coalesce(list(epoch_us(last)) FILTER (WHERE ok AND last > first), [])))) AS moments
 FROM e GROUP BY src, dst
 """
-
-# -- KQL translation ------------------------------------------------------------------------------
-#
-# duckdb-kql parses with an ANTLR parser written in Python: the first translations in a process
-# cost more (the parser builds its lookahead tables: ~0.17 s for the first bundled query, 0.33 s
-# for all of them, then about half that again). Translations are cached per process (keyed by
-# the query text and the tables' columns; a query that reads the clock is never cached). A
-# background warm-up while the flow logs were read used to hide the first cost; with the native
-# scanner both cores are busy then, and it cost more CPU than it saved (A/B, docs/analytics.md),
-# so it is gone. ANTLR's Python runtime is not meant for concurrent use: every translation holds
-# _TRANSLATE_LOCK.
-
-_TRANSLATE_LOCK: Final = threading.Lock()
-_TRANSLATIONS: OrderedDict[tuple[str, str], str] = OrderedDict()
-_TRANSLATIONS_KEPT: Final = 64
-
-
-def _translate(query: str, schema: dict[str, list[str]]) -> tuple[str, dict[str, Any]]:
-    key = (query, json.dumps(schema, sort_keys=True))
-    with _TRANSLATE_LOCK:
-        cached = _TRANSLATIONS.get(key)
-        if cached is not None:
-            _TRANSLATIONS.move_to_end(key)
-            return cached, {}
-        translated = duckdb_kql.to_sql(query, schema=schema)
-    if translated.unbound:  # as duckdb_kql.query refuses it
-        raise duckdb_kql.KqlSchemaError(
-            ", ".join(translated.unbound),
-            hint="declared query parameter with no value and no default")
-    parameters = dict(translated.parameters)
-    if not parameters:
-        with _TRANSLATE_LOCK:
-            _TRANSLATIONS[key] = str(translated)
-            while len(_TRANSLATIONS) > _TRANSLATIONS_KEPT:
-                _TRANSLATIONS.popitem(last=False)
-    return str(translated), parameters
-
 
 # -- result rows ----------------------------------------------------------------------------------
 

@@ -478,11 +478,14 @@ class FlowLogIngest:
         self.native = native and flow_scan.available()
         self.interval_ms = tables.interval_minutes * 60_000
 
-    def run(self, root: Path) -> IngestReport:
-        """Read ``root`` and build the tables."""
+    def run(self, root: Path, on_listed: Callable[[], None] | None = None) -> IngestReport:
+        """Read ``root`` and build the tables; ``on_listed`` is called once the blobs are
+        listed, before they are read."""
         if not root.is_dir():
             raise FileNotFoundError(f"flow log folder {root} does not exist")
         blobs = list_blobs(root)
+        if on_listed is not None:
+            on_listed()
         found = BlobReport(blobs_found=len(blobs))
         report = IngestReport(source="flow_logs", blobs=found)
         reader = FlowLogReader(self.con, self.tables.interval_minutes, self.batch_bytes)

@@ -16,7 +16,7 @@ import yaml
 
 from shared.analytics.config import AnalyticsConfig
 from shared.analytics.enrichment import bounds
-from shared.analytics.kql import ParamValue, TableValue, preamble
+from shared.analytics.kql import WINDOW_DECLARATION, ParamValue, TableValue, preamble
 from shared.analytics.query import Window
 from shared.domain.findings import SEVERITIES
 
@@ -111,11 +111,12 @@ def expand_pairs(pairs: Iterable[tuple[str, str]],
     return tuple(sorted(out))
 
 
-def parameter_values(detection: Detection, config: AnalyticsConfig, window: Window,
+def parameter_values(detection: Detection, config: AnalyticsConfig, window: Window | None,
                      subscriptions: Iterable[str]) -> list[tuple[str, ParamValue]]:
-    """The window plus the detection's declared parameters, built from the configuration."""
-    values: list[tuple[str, ParamValue]] = [("WindowStart", window.start),
-                                            ("WindowEnd", window.end)]
+    """The window (unless None) plus the detection's declared parameters, built from the
+    configuration."""
+    values: list[tuple[str, ParamValue]] = [] if window is None else [
+        ("WindowStart", window.start), ("WindowEnd", window.end)]
     for name in detection.parameters:
         if name == "RiskyCountries":
             values.append((name, TableValue((("Country", "string"),),
@@ -133,7 +134,10 @@ def parameter_values(detection: Detection, config: AnalyticsConfig, window: Wind
     return values
 
 
-def render_query(detection: Detection, body: str, config: AnalyticsConfig, window: Window,
+def render_query(detection: Detection, body: str, config: AnalyticsConfig, window: Window | None,
                  subscriptions: Iterable[str]) -> str:
-    """The full query text: escaped parameter lets, then the ``.kql`` body unchanged."""
-    return preamble(parameter_values(detection, config, window, subscriptions)) + body
+    """The full query text: escaped parameter lets, then the ``.kql`` body unchanged. With
+    ``window`` None the window is declared as query parameters instead (the engine binds it:
+    the text is then the same for every window)."""
+    lets = preamble(parameter_values(detection, config, window, subscriptions))
+    return (WINDOW_DECLARATION if window is None else "") + lets + body

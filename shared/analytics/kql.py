@@ -119,6 +119,11 @@ def literal(value: ParamValue) -> str:
     return string_literal(value)
 
 
+#: The window as declared query parameters (bound at execution by an engine that can, such as
+#: the local DuckDB engine; Log Analytics' query API has no bound parameters).
+WINDOW_DECLARATION: Final = "declare query_parameters(WindowStart:datetime, WindowEnd:datetime);\n"
+
+
 def preamble(params: Sequence[tuple[str, ParamValue]]) -> str:
     """``let Name = <literal>;`` lines, one per parameter, in the order given."""
     return "".join(f"let {identifier(name)} = {literal(value)};\n" for name, value in params)

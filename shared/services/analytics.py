@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -134,22 +135,12 @@ def analyze(engine: QueryEngine, catalog: Catalog, queries: Mapping[str, str], *
     of the window. ``subscriptions`` expands ``*`` in allowed cross-subscription pairs
     (the inventory's subscriptions are always included).
     """
-    known_subs = set(subscriptions)
-    if inventory is not None:
-        known_subs |= {s.subscription_id.lower() for s in inventory.subscriptions.values()}
+    known_subs = _subscriptions(inventory, subscriptions)
     statuses: dict[str, _Status] = {}
     findings: list[Finding] = []
     found_origins: list[Origin] = []
     named = [Origin(ip, window.start, ("named with --origin",)) for ip in origins]
-    texts: dict[str, str | Exception] = {}
-    for detection in catalog.detections:
-        if detection.id == "blast_radius":
-            continue
-        try:
-            texts[detection.id] = render_query(detection, queries[detection.id], config, window,
-                                               known_subs)
-        except (KeyError, KqlValueError) as err:
-            texts[detection.id] = err
+    texts = _detection_texts(engine, catalog, queries, config, window, known_subs)
     with _Prefetch(engine) as prefetch:
         if named or getattr(engine, "speculate_blast_radius", False):
             # the longest query first: an engine that runs queries locally (no cost per
@@ -201,13 +192,61 @@ def analyze(engine: QueryEngine, catalog: Catalog, queries: Mapping[str, str], *
     return AnalysisReport(findings, stats)
 
 
+def _rendered_window(engine: QueryEngine, window: Window) -> Window | None:
+    """The window to write into query texts: None (declared as query parameters, bound by the
+    engine from run()'s window) for an engine that ``binds_window``."""
+    return None if getattr(engine, "binds_window", False) else window
+
+
+def _detection_texts(engine: QueryEngine, catalog: Catalog, queries: Mapping[str, str],
+                     config: AnalyticsConfig, window: Window | None,
+                     subscriptions: Iterable[str]) -> dict[str, str | Exception]:
+    """Every detection's query text but the blast radius's, or why it cannot be built."""
+    rendered = None if window is None else _rendered_window(engine, window)
+    texts: dict[str, str | Exception] = {}
+    for detection in catalog.detections:
+        if detection.id == "blast_radius":
+            continue
+        try:
+            texts[detection.id] = render_query(detection, queries[detection.id], config,
+                                               rendered, subscriptions)
+        except (KeyError, KqlValueError) as err:
+            texts[detection.id] = err
+    return texts
+
+
+def _subscriptions(inventory: Inventory | None, subscriptions: Iterable[str]) -> set[str]:
+    known = set(subscriptions)
+    if inventory is not None:
+        known |= {s.subscription_id.lower() for s in inventory.subscriptions.values()}
+    return known
+
+
+def prepare(engine: QueryEngine, catalog: Catalog, queries: Mapping[str, str], *,
+            config: AnalyticsConfig, inventory: Inventory | None,
+            subscriptions: Iterable[str] = ()) -> None:
+    """Hand the queries :func:`analyze` will run to an engine that can translate them ahead
+    (the local engine, while it reads the flow logs); the same texts, so the same cache keys.
+    Nothing happens for other engines. Call it before the ingest."""
+    ahead = getattr(engine, "prepare", None)
+    if not callable(ahead) or not getattr(engine, "binds_window", False):
+        return
+    texts = [t for t in _detection_texts(engine, catalog, queries, config, None,
+                                         _subscriptions(inventory, subscriptions)).values()
+             if isinstance(t, str)]
+    with suppress(KeyError, KqlValueError):  # a query that cannot be built: analyze reports it
+        texts.append(render_query(catalog.get("blast_radius"), queries["blast_radius"], config,
+                                  None, ()))
+    ahead(texts)
+
+
 def _prefetch_blast(prefetch: _Prefetch, engine: QueryEngine, catalog: Catalog,
                     queries: Mapping[str, str], config: AnalyticsConfig, window: Window) -> None:
-    """Start the blast-radius edge query (only once origins exist, so never for nothing; a
-    query that cannot be built is left to :func:`_blast_radius` to report)."""
+    """Start the blast-radius edge query (a query that cannot be built is left to
+    :func:`_blast_radius` to report)."""
     try:
         text = render_query(catalog.get("blast_radius"), queries["blast_radius"], config,
-                            window, ())
+                            _rendered_window(engine, window), ())
     except (KeyError, KqlValueError):
         return
     prefetch.start("blast_radius", partial(_blast_edges, engine, text, window))
@@ -228,7 +267,8 @@ def _blast_radius(engine: QueryEngine, catalog: Catalog, queries: Mapping[str, s
         return []
     detection = catalog.get("blast_radius")
     try:
-        text = render_query(detection, queries[detection.id], config, window, ())
+        text = render_query(detection, queries[detection.id], config,
+                            _rendered_window(engine, window), ())
     except (KeyError, KqlValueError) as err:
         status.status, status.error = QueryStatus.FAILED.value, f"cannot build query: {err}"
         return []
@@ -309,6 +349,7 @@ def analyze_flow_logs(rows: Sequence[Any], flow_dir: Any, config_path: Any = Non
     inventory = normalize(list(rows))
     catalog, queries = load_detections()
     with LocalEngine() as engine:
+        prepare(engine, catalog, queries, config=config, inventory=inventory)
         ingest = engine.ingest_flow_logs(Path(flow_dir), EnrichmentTables.build(
             inventory, list(rows), config, tags), lookup_countries)
         window = resolve_window(engine.data_range(), None, None)
