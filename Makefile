@@ -49,6 +49,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_inventory.py
 	$(BIN)/python benchmarks/bench_policy.py
 	$(BIN)/python benchmarks/bench_azure.py
+	$(BIN)/python benchmarks/bench_analytics.py
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .demo
