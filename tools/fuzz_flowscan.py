@@ -1,6 +1,7 @@
 """Fuzz the native flow-log scanner under AddressSanitizer and UndefinedBehaviorSanitizer.
 
-Builds ``shared/adapters/_flowscan.c`` with ``-fsanitize=address,undefined`` into a temporary
+Builds ``shared/adapters/_flowscan.c`` with ``-fsanitize=address,undefined`` (and read buffers
+of exactly each blob's size plus its NUL, so that a read past the end is caught) into a temporary
 folder, then re-runs itself with libasan preloaded and feeds the sanitized scanner mutations of
 valid blobs (bytes flipped, cut, inserted; structure-aware edits: escapes, nesting, numbers,
 huge fields, NUL bytes), through ``feed`` and ``feed_files``, merging and exporting along the
@@ -35,6 +36,7 @@ def build(out: Path) -> Path:
     subprocess.run(
         ["gcc", "-O1", "-g", "-std=c11", "-fPIC", "-shared", "-fno-omit-frame-pointer",
          "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+         "-DZTS_EXACT_BUFFER",  # buffers of the blob's size: a read past its end is caught
          f"-I{sysconfig.get_paths()['include']}", str(SOURCE), "-o", str(target)],
         check=True)
     return target

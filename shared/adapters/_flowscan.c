@@ -192,6 +192,20 @@ static int strings_intern(Strings *t, const char *s, size_t n, uint32_t *id_out)
     return 0;
 }
 
+/* Forget every string from id `count` on (those a declined blob added), newest first: an older
+ * string's probe chain never crosses a newer one's slot, and clearing the newest first keeps
+ * every remaining chain intact while the others are looked up. */
+static void strings_truncate(Strings *t, uint32_t count, size_t arena_len) {
+    uint32_t mask = t->nslots - 1;
+    for (uint32_t id = t->count; id-- > count;) {
+        uint32_t i = (uint32_t)t->hash[id] & mask;
+        while (t->slots[i] != id + 1) i = (i + 1) & mask;
+        t->slots[i] = 0;
+    }
+    t->count = count < t->count ? count : t->count;
+    t->arena_len = arena_len < t->arena_len ? arena_len : t->arena_len;
+}
+
 /* byte-wise order, as DuckDB compares VARCHAR */
 static inline int strings_less(const Strings *t, uint32_t a, uint32_t b) {
     if (a == b) return 0;
@@ -461,6 +475,9 @@ typedef struct {
     size_t problem_min_len[P_COUNT];
     int64_t records;
     int64_t direct; /* tuples aggregated as they were read (see TupleCtx.direct) */
+    int64_t bytes;  /* the blob's size */
+    uint32_t strings_mark; /* the string table before the blob (a decline rolls back to it) */
+    size_t arena_mark;
     /* the last mac, flowlog and target text of this blob (pointers into it) and their ids */
     const char *last_s[3];
     size_t last_n[3];
@@ -1267,8 +1284,21 @@ static int top_member(Cursor *c, void *vctx, const char *k, size_t n) {
 
 /* Parse one blob into the stage: TAKEN, a decline reason, or ERR_NOMEM. data[n] must be NUL
  * (the sentinel the tuple parser relies on). */
+static int parse_blob_inner(State *st, const char *data, size_t n);
+
+/* Parse one blob into the stage: TAKEN, a decline reason, or ERR_NOMEM; a declined blob's
+ * strings are forgotten (nothing of it stays: the per-blob table is reset at the next blob). */
 static int parse_blob(State *st, const char *data, size_t n) {
     stage_reset(&st->stage);
+    st->stage.bytes = (int64_t)n;
+    st->stage.strings_mark = st->strings.count;
+    st->stage.arena_mark = st->strings.arena_len;
+    int r = parse_blob_inner(st, data, n);
+    if (r != TAKEN) strings_truncate(&st->strings, st->stage.strings_mark, st->stage.arena_mark);
+    return r;
+}
+
+static int parse_blob_inner(State *st, const char *data, size_t n) {
     flows_reset(&st->local); /* direct tuples land here as they are read */
     Cursor c = {.p = data, .end = data + n, .st = st, .depth = 0};
     ws(&c);
@@ -1350,22 +1380,22 @@ static int commit_blob(State *st) {
     }
     if (rows_append(&st->rows, local->e, local->count)) return ERR_NOMEM;
     st->blobs++;
+    st->bytes += sg->bytes;
     st->records += sg->records;
     st->tuples += (int64_t)sg->ntup + sg->direct + sg->problem_tuples[P_IPV6] +
                   sg->problem_tuples[P_BAD];
     return 0;
 }
 
-/* The rows with every repeated key merged into one (when they may repeat). */
-static int merge_rows(State *st) {
-    if (!st->collide && !st->always_merge) return 0;
+/* `rows` with every repeated key merged into one (string ids are st's). */
+static int merge_rows_of(State *st, Rows *rows) {
     Flows t;
-    if (flows_init(&t, 1024) || flows_reserve(&t, st->rows.count)) {
+    if (flows_init(&t, 1024) || flows_reserve(&t, rows->count)) {
         flows_free(&t);
         return ERR_NOMEM;
     }
-    for (size_t j = 0; j < st->rows.count; j++) {
-        const Entry *o = &st->rows.e[j];
+    for (size_t j = 0; j < rows->count; j++) {
+        const Entry *o = &rows->e[j];
         int created;
         Entry *e = flows_upsert(&t, o->k, key_hash(o->k), &created);
         if (!e) {
@@ -1375,12 +1405,34 @@ static int merge_rows(State *st) {
         if (created) *e = *o;
         else merge_entry(st, e, o);
     }
-    free(st->rows.e);
-    st->rows.e = t.e;
-    st->rows.count = t.count;
-    st->rows.cap = t.cap;
+    free(rows->e);
+    rows->e = t.e;
+    rows->count = t.count;
+    rows->cap = t.cap;
     free(t.slots);
+    return 0;
+}
+
+/* The scanner's rows with every repeated key merged into one (when they may repeat). */
+static int merge_rows(State *st) {
+    if (!st->collide && !st->always_merge) return 0;
+    if (merge_rows_of(st, &st->rows)) return ERR_NOMEM;
     st->collide = 0;
+    return 0;
+}
+
+/* other's rows appended to `rows`, their string ids mapped into st's through `map`. */
+static int append_mapped(Rows *rows, const State *other, const uint32_t *map) {
+    size_t at = rows->count;
+    if (rows_append(rows, other->rows.e, other->rows.count)) return ERR_NOMEM;
+    for (size_t j = at; j < rows->count; j++) {
+        Entry *e = &rows->e[j];
+        e->k[1] = (uint64_t)map[(uint32_t)e->k[1]] | (uint64_t)map[(uint32_t)(e->k[1] >> 32)] << 32;
+        e->k[2] = (uint64_t)map[(uint32_t)e->k[2]] | (e->k[2] & 0xffffffff00000000ULL);
+        e->enc = map[e->enc];
+        e->flowlog = map[e->flowlog];
+        e->target = map[e->target];
+    }
     return 0;
 }
 
@@ -1391,20 +1443,9 @@ static uint32_t *remap_strings(State *st, const State *other);
 static int merge_state(State *st, const State *other) {
     uint32_t *map = remap_strings(st, other);
     if (!map) return ERR_NOMEM;
-    size_t at = st->rows.count;
-    if (rows_append(&st->rows, other->rows.e, other->rows.count)) {
-        free(map);
-        return ERR_NOMEM;
-    }
-    for (size_t j = at; j < st->rows.count; j++) {
-        Entry *e = &st->rows.e[j];
-        e->k[1] = (uint64_t)map[(uint32_t)e->k[1]] | (uint64_t)map[(uint32_t)(e->k[1] >> 32)] << 32;
-        e->k[2] = (uint64_t)map[(uint32_t)e->k[2]] | (e->k[2] & 0xffffffff00000000ULL);
-        e->enc = map[e->enc];
-        e->flowlog = map[e->flowlog];
-        e->target = map[e->target];
-    }
+    int r = append_mapped(&st->rows, other, map);
     free(map);
+    if (r) return ERR_NOMEM;
     st->always_merge = 1;
     for (int i = 0; i < P_COUNT; i++) {
         const Problem *p = &other->problems[i];
@@ -1523,12 +1564,12 @@ fail:
     return NULL;
 }
 
-/* Rows [at, at + count) of x: the flows of st, string ids through map (NULL: as they are). */
-static void export_fill(Export *x, int64_t at, const State *st, const uint32_t *map) {
-    int64_t n = (int64_t)st->rows.count;
+/* Rows [at, at + count) of x: `rows`, string ids through map (NULL: as they are). */
+static void export_fill(Export *x, int64_t at, const Rows *rows, const uint32_t *map) {
+    int64_t n = (int64_t)rows->count;
 #define ID(v) ((int32_t)(map ? map[(uint32_t)(v)] : (uint32_t)(v)))
     for (int64_t j = 0; j < n; j++) {
-        const Entry *e = &st->rows.e[j];
+        const Entry *e = &rows->e[j];
         int64_t r = at + j;
         ((int64_t *)x->col[C_INTERVAL])[r] = (int64_t)e->k[0];
         ((int32_t *)x->col[C_MAC])[r] = ID(e->k[1]);
@@ -1619,13 +1660,13 @@ static Export *export_combined(State *st, State *const *others, int n, int *merg
         }
         free(theirs);
     }
-    if (*merged) {
-        for (int i = 0; i < n; i++) {
-            if (merge_state(st, others[i])) goto done;
-        }
-        if (merge_rows(st)) goto done;
-        x = export_alloc((int64_t)st->rows.count);
-        if (x) export_fill(x, 0, st, NULL);
+    if (*merged) { /* into a copy: the Scanners keep their own rows and counts */
+        Rows all = {0};
+        int failed = rows_append(&all, st->rows.e, st->rows.count);
+        for (int i = 0; i < n && !failed; i++) failed = append_mapped(&all, others[i], maps[i]);
+        if (!failed) failed = merge_rows_of(st, &all);
+        if (!failed && (x = export_alloc((int64_t)all.count))) export_fill(x, 0, &all, NULL);
+        free(all.e);
         goto done;
     }
     int64_t total = (int64_t)st->rows.count;
@@ -1633,10 +1674,10 @@ static Export *export_combined(State *st, State *const *others, int n, int *merg
     x = export_alloc(total);
     if (!x) goto done;
     int64_t at = 0;
-    export_fill(x, at, st, NULL);
+    export_fill(x, at, &st->rows, NULL);
     at += (int64_t)st->rows.count;
     for (int i = 0; i < n; i++) {
-        export_fill(x, at, others[i], maps[i]);
+        export_fill(x, at, &others[i]->rows, maps[i]);
         at += (int64_t)others[i]->rows.count;
     }
 done:
@@ -1685,13 +1726,28 @@ static int stream_get_schema(struct ArrowArrayStream *stream, struct ArrowSchema
     return 0;
 }
 
-static void release_child_array(struct ArrowArray *a) { a->release = NULL; }
+/* A column of a batch: its own buffer pointers and its own reference to the export, so that a
+ * consumer may move it out of the batch and release the batch first (the Arrow C data
+ * interface allows it). */
+typedef struct {
+    Export *x;
+    const void *bufs[2];
+} Child;
+
+static void release_child_array(struct ArrowArray *a) {
+    Child *c = a->private_data;
+    if (c) {
+        export_unref(c->x);
+        free(c);
+    }
+    a->private_data = NULL;
+    a->release = NULL;
+}
 
 typedef struct {
     Export *x;
     struct ArrowArray *ptrs[NCOLS];
     struct ArrowArray kids[NCOLS];
-    const void *bufs[NCOLS][2];
     const void *struct_bufs[1];
 } Batch;
 
@@ -1714,24 +1770,36 @@ static int stream_get_next(struct ArrowArrayStream *stream, struct ArrowArray *o
     int64_t n = x->rows - start < BATCH_ROWS ? x->rows - start : BATCH_ROWS;
     Batch *b = calloc(1, sizeof *b);
     if (!b) return 12;
+    Child *children[NCOLS];
+    for (int i = 0; i < NCOLS; i++) {
+        if (!(children[i] = calloc(1, sizeof(Child)))) {
+            while (i--) free(children[i]);
+            free(b);
+            return 12;
+        }
+    }
     b->x = x;
     atomic_fetch_add(&x->refs, 1);
     for (int i = 0; i < NCOLS; i++) {
         size_t width = COLUMNS[i].format[0] == 'l' ? 8 : COLUMNS[i].format[0] == 'i' ? 4 : 1;
         struct ArrowArray *k = &b->kids[i];
+        Child *c = children[i];
         int64_t nulls = 0;
         if (x->valid[i]) {
             for (int64_t r = start; r < start + n; r++)
                 nulls += !(x->valid[i][r >> 3] & (1u << (r & 7)));
         }
-        b->bufs[i][0] = (x->valid[i] && nulls) ? x->valid[i] + start / 8 : NULL;
-        b->bufs[i][1] = (const char *)x->col[i] + (size_t)start * width;
+        c->x = x;
+        atomic_fetch_add(&x->refs, 1);
+        c->bufs[0] = (x->valid[i] && nulls) ? x->valid[i] + start / 8 : NULL;
+        c->bufs[1] = (const char *)x->col[i] + (size_t)start * width;
         k->length = n;
         k->null_count = nulls;
         k->offset = 0;
         k->n_buffers = 2;
-        k->buffers = b->bufs[i];
+        k->buffers = c->bufs;
         k->release = release_child_array;
+        k->private_data = c;
         b->ptrs[i] = k;
     }
     b->struct_bufs[0] = NULL;
@@ -1881,6 +1949,23 @@ static void state_free(State *st) {
     memset(st, 0, sizeof *st);
 }
 
+/* The busy flag: a call that works on a Scanner's state sets it, with no Python code run
+ * between the check and the setting (everything that may run Python - argument conversion,
+ * object creation - happens before), and clears it when done. Another call meanwhile (another
+ * thread while the GIL is released, or a finalizer) is refused instead of racing. */
+static int claim(ScannerObject *self) {
+    if (!self->ready) {
+        PyErr_SetString(PyExc_RuntimeError, "Scanner.__init__ was not called");
+        return 0;
+    }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "a Scanner is used by one call at a time");
+        return 0;
+    }
+    self->busy = 1;
+    return 1;
+}
+
 static int scanner_init(ScannerObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"interval_ms", "min_ms", "max_ms", NULL};
     long long interval, min_ms, max_ms;
@@ -1890,7 +1975,12 @@ static int scanner_init(ScannerObject *self, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_ValueError, "interval_ms must be positive and min_ms <= max_ms");
         return -1;
     }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "a Scanner cannot be initialized while in use");
+        return -1;
+    }
     if (self->ready) state_free(&self->st);
+    self->ready = 0;
     memset(&self->st, 0, sizeof self->st);
     self->st.interval_ms = interval;
     self->st.min_ms = min_ms;
@@ -1910,20 +2000,16 @@ static void scanner_dealloc(ScannerObject *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static int scanner_usable(ScannerObject *self) {
-    if (!self->ready) {
-        PyErr_SetString(PyExc_RuntimeError, "Scanner.__init__ was not called");
-        return 0;
-    }
-    if (self->busy) {
-        PyErr_SetString(PyExc_RuntimeError, "a Scanner is used by one thread at a time");
-        return 0;
-    }
-    return 1;
-}
-
-/* Room for n bytes and the NUL after them in st->buf. */
+/* Room for n bytes and the NUL after them in st->buf. With ZTS_EXACT_BUFFER (the sanitizer
+ * build of tools/fuzz_flowscan.py) exactly that, so that a read past the sentinel is caught. */
 static int reserve_buf(State *st, size_t n) {
+#ifdef ZTS_EXACT_BUFFER
+    char *exact = realloc(st->buf, n + 1);
+    if (!exact) return ERR_NOMEM;
+    st->buf = exact;
+    st->buf_cap = n + 1;
+    return 0;
+#endif
     if (n + 1 <= st->buf_cap) return 0;
     size_t cap = st->buf_cap ? st->buf_cap : 1 << 20;
     while (cap < n + 1) cap *= 2;
@@ -1935,10 +2021,12 @@ static int reserve_buf(State *st, size_t n) {
 }
 
 static PyObject *scanner_feed(ScannerObject *self, PyObject *arg) {
-    if (!scanner_usable(self)) return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
-    self->busy = 1;
+    if (!claim(self)) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
     int r;
     Py_BEGIN_ALLOW_THREADS
     r = reserve_buf(&self->st, (size_t)view.len);
@@ -1989,17 +2077,18 @@ static int64_t read_file(State *st, const char *path) {
 }
 
 static PyObject *scanner_feed_file(ScannerObject *self, PyObject *arg) {
-    if (!scanner_usable(self)) return NULL;
     PyObject *encoded;
     if (!PyUnicode_FSConverter(arg, &encoded)) return NULL;
+    if (!claim(self)) {
+        Py_DECREF(encoded);
+        return NULL;
+    }
     const char *path = PyBytes_AS_STRING(encoded);
-    self->busy = 1;
     int r = 0;
     int64_t len;
     Py_BEGIN_ALLOW_THREADS
     len = read_file(&self->st, path);
     if (len >= 0) {
-        self->st.bytes += len;
         r = parse_blob(&self->st, self->st.buf, (size_t)len);
         if (r == TAKEN) r = commit_blob(&self->st);
     }
@@ -2017,7 +2106,6 @@ static PyObject *scanner_feed_file(ScannerObject *self, PyObject *arg) {
 }
 
 static PyObject *scanner_feed_files(ScannerObject *self, PyObject *arg) {
-    if (!scanner_usable(self)) return NULL;
     PyObject *seq = PySequence_Fast(arg, "feed_files() takes a sequence of paths");
     if (!seq) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
@@ -2025,6 +2113,7 @@ static PyObject *scanner_feed_files(ScannerObject *self, PyObject *arg) {
     const char **paths = PyMem_Calloc(n ? (size_t)n : 1, sizeof *paths);
     int64_t *codes = PyMem_Calloc(n ? (size_t)n : 1, sizeof *codes);
     PyObject *out = NULL;
+    int claimed = 0;
     if (!encoded || !paths || !codes) {
         PyErr_NoMemory();
         goto done;
@@ -2033,8 +2122,9 @@ static PyObject *scanner_feed_files(ScannerObject *self, PyObject *arg) {
         if (!PyUnicode_FSConverter(PySequence_Fast_GET_ITEM(seq, i), &encoded[i])) goto done;
         paths[i] = PyBytes_AS_STRING(encoded[i]);
     }
+    out = PyList_New(n); /* before the claim: creating objects may run Python */
+    if (!out || !(claimed = claim(self))) goto done;
     int nomem = 0;
-    self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n && !nomem; i++) {
         int64_t len = read_file(&self->st, paths[i]);
@@ -2043,7 +2133,6 @@ static PyObject *scanner_feed_files(ScannerObject *self, PyObject *arg) {
             nomem = len == -ENOMEM;
             continue;
         }
-        self->st.bytes += len;
         int r = parse_blob(&self->st, self->st.buf, (size_t)len);
         if (r == TAKEN) r = commit_blob(&self->st);
         nomem = r == ERR_NOMEM;
@@ -2053,10 +2142,9 @@ static PyObject *scanner_feed_files(ScannerObject *self, PyObject *arg) {
     self->busy = 0;
     if (nomem) {
         PyErr_NoMemory();
+        Py_CLEAR(out);
         goto done;
     }
-    out = PyList_New(n);
-    if (!out) goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *code = PyLong_FromLongLong((long long)codes[i]);
         if (!code) {
@@ -2066,6 +2154,7 @@ static PyObject *scanner_feed_files(ScannerObject *self, PyObject *arg) {
         PyList_SET_ITEM(out, i, code);
     }
 done:
+    if (!claimed) Py_CLEAR(out);
     if (encoded) {
         for (Py_ssize_t i = 0; i < n; i++) Py_XDECREF(encoded[i]);
     }
@@ -2086,73 +2175,94 @@ static PyObject *scanner_merge(ScannerObject *self, PyObject *arg) {
         PyErr_SetString(PyExc_ValueError, "a Scanner cannot merge itself");
         return NULL;
     }
-    if (!scanner_usable(self) || !scanner_usable(other)) return NULL;
+    if (!claim(self)) return NULL;
+    if (!claim(other)) {
+        self->busy = 0;
+        return NULL;
+    }
+    int r = 0;
     if (other->st.interval_ms != self->st.interval_ms) {
+        r = 1;
+    } else {
+        r = merge_state(&self->st, &other->st) ? ERR_NOMEM : 0;
+    }
+    other->busy = 0;
+    self->busy = 0;
+    if (r == 1) {
         PyErr_SetString(PyExc_ValueError, "the Scanners aggregate over different intervals");
         return NULL;
     }
-    if (merge_state(&self->st, &other->st)) return PyErr_NoMemory();
+    if (r == ERR_NOMEM) return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
 
 static PyObject *scanner_strings(ScannerObject *self, PyObject *unused) {
     (void)unused;
-    if (!scanner_usable(self)) return NULL;
+    /* strings are created one by one below (each may run Python): the claim keeps the table
+     * still meanwhile */
+    if (!claim(self)) return NULL;
     const Strings *t = &self->st.strings;
     PyObject *out = PyList_New(t->count);
-    if (!out) return NULL;
-    for (uint32_t i = 0; i < t->count; i++) {
-        PyObject *s = PyUnicode_DecodeASCII(strings_at(t, i), t->len[i], "strict");
-        if (!s) {
-            Py_DECREF(out);
-            return NULL;
+    if (out) {
+        for (uint32_t i = 0; i < t->count; i++) {
+            PyObject *s = PyUnicode_DecodeASCII(strings_at(t, i), t->len[i], "strict");
+            if (!s) {
+                Py_CLEAR(out);
+                break;
+            }
+            PyList_SET_ITEM(out, i, s);
         }
-        PyList_SET_ITEM(out, i, s);
     }
+    self->busy = 0;
     return out;
 }
 
 static PyObject *scanner_flows(ScannerObject *self, PyObject *args) {
-    if (!scanner_usable(self)) return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(args);
-    State **others = PyMem_Calloc(n ? (size_t)n : 1, sizeof *others);
-    if (!others) return PyErr_NoMemory();
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *o = PyTuple_GET_ITEM(args, i);
         if (!PyObject_TypeCheck(o, Py_TYPE(self))) {
-            PyMem_Free(others);
             PyErr_SetString(PyExc_TypeError, "flows() takes other Scanners");
             return NULL;
         }
-        ScannerObject *so = (ScannerObject *)o;
-        int repeated = 0;
+        int repeated = (ScannerObject *)o == self;
         for (Py_ssize_t j = 0; j < i; j++) repeated |= PyTuple_GET_ITEM(args, j) == o;
-        if (so == self || repeated) {
-            PyMem_Free(others);
+        if (repeated) {
             PyErr_SetString(PyExc_ValueError, "each Scanner may be given once");
             return NULL;
         }
-        if (!scanner_usable(so)) {
-            PyMem_Free(others);
-            return NULL;
-        }
-        if (so->st.interval_ms != self->st.interval_ms) {
-            PyMem_Free(others);
+        if (((ScannerObject *)o)->st.interval_ms != self->st.interval_ms) {
             PyErr_SetString(PyExc_ValueError, "the Scanners aggregate over different intervals");
             return NULL;
         }
-        others[i] = &so->st;
     }
+    State **others = PyMem_Calloc(n ? (size_t)n : 1, sizeof *others);
+    if (!others) return PyErr_NoMemory();
     FlowTableObject *table = PyObject_New(FlowTableObject, &FlowTableType);
     if (!table) {
         PyMem_Free(others);
         return NULL;
     }
     table->x = NULL;
+    table->merged = 0;
+    /* everything that may run Python is done: claim every Scanner, or none */
+    Py_ssize_t claimed = -1;
+    if (claim(self)) {
+        for (claimed = 0; claimed < n; claimed++) {
+            if (!claim((ScannerObject *)PyTuple_GET_ITEM(args, claimed))) break;
+            others[claimed] = &((ScannerObject *)PyTuple_GET_ITEM(args, claimed))->st;
+        }
+    }
+    if (claimed < n) {
+        for (Py_ssize_t i = 0; i < claimed; i++)
+            ((ScannerObject *)PyTuple_GET_ITEM(args, i))->busy = 0;
+        if (claimed >= 0) self->busy = 0;
+        Py_DECREF(table);
+        PyMem_Free(others);
+        return NULL;
+    }
     Export *x;
     int merged;
-    self->busy = 1;
-    for (Py_ssize_t i = 0; i < n; i++) ((ScannerObject *)PyTuple_GET_ITEM(args, i))->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     x = export_combined(&self->st, others, (int)n, &merged);
     Py_END_ALLOW_THREADS
@@ -2170,21 +2280,17 @@ static PyObject *scanner_flows(ScannerObject *self, PyObject *args) {
 
 static PyObject *scanner_address_problems(ScannerObject *self, PyObject *unused) {
     (void)unused;
-    if (!scanner_usable(self)) return NULL;
+    if (!claim(self)) return NULL;
     PyObject *out = PyList_New(0);
-    if (!out) return NULL;
-    for (int i = 0; i < P_COUNT; i++) {
+    for (int i = 0; out && i < P_COUNT; i++) {
         const Problem *p = &self->st.problems[i];
         if (!p->tuples) continue;
         PyObject *item = Py_BuildValue("(iLs#)", i, (long long)p->tuples, p->example,
                                        (Py_ssize_t)p->example_len);
-        if (!item || PyList_Append(out, item) < 0) {
-            Py_XDECREF(item);
-            Py_DECREF(out);
-            return NULL;
-        }
-        Py_DECREF(item);
+        if (!item || PyList_Append(out, item) < 0) Py_CLEAR(out);
+        Py_XDECREF(item);
     }
+    self->busy = 0;
     return out;
 }
 
@@ -2204,8 +2310,6 @@ static PyGetSetDef scanner_getset[] = {
     {"blobs", (getter)scanner_get_counter, NULL, "blobs taken", (void *)0},
     {"records", (getter)scanner_get_counter, NULL, "records of the blobs taken", (void *)1},
     {"tuples", (getter)scanner_get_counter, NULL, "tuples of the blobs taken", (void *)2},
-    {"saturated", (getter)scanner_get_counter, NULL,
-     "counter sums that reached the largest BIGINT and stayed there", (void *)3},
     {"flow_count", (getter)scanner_get_counter, NULL,
      "aggregated flows so far (a key that two blobs had counts twice until flows() merges it)",
      (void *)4},
@@ -2227,7 +2331,8 @@ static PyMethodDef scanner_methods[] = {
      "The interned strings; the flows' mac, acl, rule, enc, flowlog and target are indexes."},
     {"flows", (PyCFunction)scanner_flows, METH_VARARGS,
      "flows(*others) -> FlowTable: the aggregated flows of this Scanner and of others (whose "
-     "strings are interned into this one's, so strings() names all of them afterwards)."},
+     "strings are interned into this one's, so strings() names all of them afterwards); the "
+     "Scanners' rows and counts are left as they were."},
     {"address_problems", (PyCFunction)scanner_address_problems, METH_NOARGS,
      "[(problem, tuples, smallest address)] for tuples skipped for their address."},
     {NULL, NULL, 0, NULL},

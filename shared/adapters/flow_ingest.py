@@ -34,6 +34,7 @@ import duckdb
 
 from shared.adapters import flow_scan
 from shared.adapters.flow_log_reader import (
+    MAX_COUNTER,
     MAX_EPOCH_MS,
     MIN_EPOCH_MS,
     PARTIAL_TABLE,
@@ -170,9 +171,13 @@ SELECT {_KEY},
     min(u.first_ms) AS first_ms, max(u.last_ms) AS last_ms,
     min(u.first_bd) AS first_bd, max(u.last_bd) AS last_bd,
     CAST(sum(u.begun) AS BIGINT) AS begun, CAST(sum(u.refused) AS BIGINT) AS refused,
-    CAST(sum(u.ended) AS BIGINT) AS ended, CAST(sum(u.pkts_s2d) AS BIGINT) AS pkts_s2d,
-    CAST(sum(u.bytes_s2d) AS BIGINT) AS bytes_s2d, CAST(sum(u.pkts_d2s) AS BIGINT) AS pkts_d2s,
-    CAST(sum(u.bytes_d2s) AS BIGINT) AS bytes_d2s, CAST(sum(u.tuples) AS BIGINT) AS tuples
+    CAST(sum(u.ended) AS BIGINT) AS ended,
+    -- packet and byte sums stop at the largest BIGINT, as both readers' do
+    CAST(least(sum(u.pkts_s2d), {MAX_COUNTER}) AS BIGINT) AS pkts_s2d,
+    CAST(least(sum(u.bytes_s2d), {MAX_COUNTER}) AS BIGINT) AS bytes_s2d,
+    CAST(least(sum(u.pkts_d2s), {MAX_COUNTER}) AS BIGINT) AS pkts_d2s,
+    CAST(least(sum(u.bytes_d2s), {MAX_COUNTER}) AS BIGINT) AS bytes_d2s,
+    CAST(sum(u.tuples) AS BIGINT) AS tuples
 FROM ({{sources}}) u
 LEFT JOIN zts_strings e ON e.id = u.enc
 LEFT JOIN zts_strings fl ON fl.id = u.flowlog
@@ -187,6 +192,11 @@ CREATE OR REPLACE TABLE zts_flow (interval_ms BIGINT, mac INTEGER, acl INTEGER, 
     first_bd BIGINT, last_bd BIGINT, begun BIGINT, refused BIGINT, ended BIGINT,
     pkts_s2d BIGINT, bytes_s2d BIGINT, pkts_d2s BIGINT, bytes_d2s BIGINT, tuples BIGINT)
 """
+
+_SATURATED_SQL: Final = f"""
+SELECT count(*) FROM zts_flow
+WHERE greatest(pkts_s2d, bytes_s2d, pkts_d2s, bytes_d2s) = {MAX_COUNTER}
+"""  # noqa: S608 - a constant
 
 # -- enrichment -----------------------------------------------------------------------------------
 
@@ -272,13 +282,15 @@ SELECT f.interval_ms, f.mac, f.acl, f.rule, f.src, f.dst, f.dport, f.proto, f.in
 FROM f LEFT JOIN zts_public p ON p.n = f.public_n
 """
 
-_COUNTERS: Final = """
+_COUNTERS: Final = f"""
     sum(CASE WHEN f.inbound = 1 AND f.denied = 0 THEN f.begun ELSE 0 END) AS allowed_in,
     sum(CASE WHEN f.inbound = 1 AND f.denied = 1 THEN f.refused ELSE 0 END) AS denied_in,
     sum(CASE WHEN f.inbound = 0 AND f.denied = 0 THEN f.begun ELSE 0 END) AS allowed_out,
     sum(CASE WHEN f.inbound = 0 AND f.denied = 1 THEN f.refused ELSE 0 END) AS denied_out,
-    sum(f.ended) AS completed, sum(f.pkts_s2d) AS pkts_s2d, sum(f.pkts_d2s) AS pkts_d2s,
-    sum(f.bytes_s2d) AS bytes_s2d, sum(f.bytes_d2s) AS bytes_d2s"""
+    sum(f.ended) AS completed, least(sum(f.pkts_s2d), {MAX_COUNTER}) AS pkts_s2d,
+    least(sum(f.pkts_d2s), {MAX_COUNTER}) AS pkts_d2s,
+    least(sum(f.bytes_s2d), {MAX_COUNTER}) AS bytes_s2d,
+    least(sum(f.bytes_d2s), {MAX_COUNTER}) AS bytes_d2s"""
 
 # The stored part of NTANetAnalytics, one row per row of the table: what the flows measured and
 # the keys of everything looked up. Public flows are folded per (interval, NIC, rule, private
@@ -501,12 +513,13 @@ class FlowLogIngest:
             found.tuples_read += scan.tuples
         reader.read_some(root, blobs, by_sql, found)
         report.reader = self._reader_stats(scan, len(by_sql))
-        if scan is not None and scan.saturated:
-            report.notes.append(f"{scan.saturated} counter sums reached 2^63 - 1 and were "
-                                "kept there (packets and bytes are at least that)")
         self._load_lookups()
         try:
             self._flows(scan, found)
+            (saturated,), = self.con.execute(_SATURATED_SQL).fetchall()
+            if saturated:
+                report.notes.append(f"{saturated} flows have a packet or byte count that reached "
+                                    "2^63 - 1 and was kept there (the real count is at least that)")
             self._enrich(report)
         finally:
             for scratch in _SCRATCH:

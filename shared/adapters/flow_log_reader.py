@@ -50,6 +50,7 @@ MIN_BATCH_BYTES: Final = 8 * 1024 * 1024
 BATCHES_PER_WORKER: Final = 4
 MIN_EPOCH_MS: Final = 946_684_800_000  # 2000-01-01: anything earlier is not a flow log time
 MAX_EPOCH_MS: Final = 4_102_444_800_000  # 2100-01-01
+MAX_COUNTER: Final = 2**63 - 1  # packet and byte sums stop here (BIGINT)
 
 #: from_json structure of a blob: only the fields the enricher reads (others are ignored).
 #: ``flowTuples`` stays JSON text (DuckDB re-serializes it minified, ``["t1","t2"]``) and is cut
@@ -173,7 +174,10 @@ WITH docs AS (
 SELECT file, reason, interval_ms, mac, acl, rule, src, dst, dport, proto, dir, denied,
     min(enc), min(flowlog), min(target), min(ts), max(ts),
     min(opened_ts), max(opened_ts), sum(is_b), sum(is_d), sum(is_e),
-    sum(c1), sum(c2), sum(c3), sum(c4), count(*),
+    -- counter sums are kept at the largest BIGINT rather than failing the read (as the
+    -- native scanner does); the ingest notes how many flows reached it
+    least(sum(c1), $max_counter), least(sum(c2), $max_counter), least(sum(c3), $max_counter),
+    least(sum(c4), $max_counter), count(*),
     min(t) FILTER (WHERE reason IS NOT NULL), any_value(versions)
 FROM keyed
 GROUP BY file, reason, interval_ms, mac, acl, rule, src, dst, dport, proto, dir, denied
@@ -332,7 +336,7 @@ class FlowLogReader:
             "structure": _BLOB_STRUCTURE, "files": [str(path) for _, path in batch],
             "indexes": [index for index, _ in batch],
             "version_pattern": VERSION_PATTERN, "min_ms": MIN_EPOCH_MS, "max_ms": MAX_EPOCH_MS,
-            "interval_ms": self.interval_ms})
+            "interval_ms": self.interval_ms, "max_counter": MAX_COUNTER})
 
     def _account(self, chosen: list[tuple[int, Path]], root: Path, report: BlobReport) -> None:
         """Counts and examples, blob by blob in path order (whatever the batches were)."""

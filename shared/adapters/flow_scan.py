@@ -52,8 +52,7 @@ class NativeScan:
     blobs: int = 0
     records: int = 0
     tuples: int = 0
-    saturated: int = 0  # counter sums that reached the largest BIGINT
-    bytes: int = 0  # read from the blobs
+    bytes: int = 0  # of the blobs taken
     merged: bool = False  # threads' flows shared a MAC and were merged by key
     declined: list[int] = field(default_factory=list)  # blob indexes, for the SQL path
     decline_reasons: Counter[str] = field(default_factory=Counter)
@@ -85,8 +84,7 @@ def scan(blobs: Sequence[Path], *, interval_ms: int, min_ms: int, max_ms: int,
         with ThreadPoolExecutor(max_workers=len(shares), thread_name_prefix="zts-scan") as pool:
             for done in [pool.submit(work, i) for i in range(len(shares))]:
                 done.result()
-    # counts first: combining may merge the others' counts into the first scanner's
-    counts = [(s.blobs, s.records, s.tuples, s.saturated, s.bytes) for s in scanners]
+    counts = [(s.blobs, s.records, s.tuples, s.bytes) for s in scanners]
     problems: dict[int, tuple[int, str]] = {}
     for scanner in scanners:
         for code, tuples, example in scanner.address_problems():
@@ -95,7 +93,7 @@ def scan(blobs: Sequence[Path], *, interval_ms: int, min_ms: int, max_ms: int,
     first, *others = scanners
     table = first.flows(*others)
     result = NativeScan(flows=table, strings=first.strings(), merged=bool(table.merged))
-    result.blobs, result.records, result.tuples, result.saturated, result.bytes = (
+    result.blobs, result.records, result.tuples, result.bytes = (
         sum(column) for column in zip(*counts, strict=True))
     result.address_problems = [(ADDRESS_PROBLEMS[code], count, example)
                                for code, (count, example) in sorted(problems.items())]

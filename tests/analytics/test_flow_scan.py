@@ -340,3 +340,144 @@ def test_the_scanner_is_memory_safe_under_the_sanitizers() -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     outcomes = json.loads(done.stdout)["outcomes"]
     assert outcomes.get("taken", 0) > 100 and len(outcomes) > 3
+
+
+# -- the contract's corners (found by review) ----------------------------------------------------
+
+
+@needs_native
+def test_a_declined_blob_adds_no_string() -> None:
+    """Untrusted input must not grow the scanner's tables without being taken."""
+    s = scanner()
+    assert s.feed(blob([tup()])) == 0
+    kept = s.strings()
+    odd = [tup(i).replace(",NX,", f",E{i},") for i in range(1000)] + ["bad"]
+    assert s.feed(blob(odd)) != 0
+    assert s.strings() == kept
+
+
+@needs_native
+def test_combining_leaves_the_scanners_as_they_were() -> None:
+    a, b = scanner(), scanner()
+    a.feed(blob([tup(1, state="E", counters="1,1,1,1")]))
+    b.feed(blob([tup(2, state="E", counters="1,1,1,1")]))  # the same NIC and key
+    first = a.flows(b)
+    assert first.merged
+    counts = (a.blobs, a.tuples, a.flow_count, b.blobs, b.tuples, b.flow_count)
+    second = a.flows(b)
+    assert flows_of(second, a.strings()) == flows_of(first, a.strings())
+    assert (a.blobs, a.tuples, a.flow_count, b.blobs, b.tuples, b.flow_count) == counts
+    [row] = flows_of(second, a.strings())
+    assert dict(zip(first.columns(), row, strict=True))["tuples"] == 2
+
+
+@needs_native
+def test_a_scanner_in_use_refuses_other_calls(tmp_path: Path) -> None:
+    """While one call works without the GIL, another on the same Scanner (from a thread, or
+    from Python code a call runs, such as a path's __fspath__) is refused, never interleaved."""
+    import threading
+    import time
+
+    s = scanner()
+    big = blob([tup(i % 3000, dport=1000 + i % 50, state="E", counters="1,2,3,4")
+                for i in range(400_000)])
+    inside = threading.Event()
+
+    def feed_big() -> None:
+        inside.set()
+        assert s.feed(big) == 0
+
+    small = tmp_path / "PT1H.json"
+    small.write_bytes(blob([tup()]))
+
+    class SlowPath:
+        """A path whose conversion starts a feed on another thread and lets it run."""
+
+        def __fspath__(self) -> str:
+            worker.start()
+            inside.wait()
+            time.sleep(0.02)  # the worker is inside feed(), without the GIL
+            return str(small)
+
+    worker = threading.Thread(target=feed_big)
+    with pytest.raises(RuntimeError, match="one call at a time"):
+        s.feed_files([SlowPath()])
+    worker.join()
+    assert s.blobs == 1  # the big blob, whole; the refused call changed nothing
+
+    refused = 0
+    for _ in range(5):  # __init__ while a feed runs: refused (retried if the feed won the race)
+        inside.clear()
+        worker = threading.Thread(target=feed_big)
+        worker.start()
+        inside.wait()
+        time.sleep(0.005)
+        try:
+            s.__init__(interval_ms=INTERVAL, min_ms=MIN_EPOCH_MS,  # type: ignore[misc]
+                       max_ms=MAX_EPOCH_MS)
+        except RuntimeError:
+            refused += 1
+        worker.join()
+        if refused:
+            break
+    assert refused
+
+
+@needs_native
+def test_an_arrow_column_outlives_its_batch() -> None:
+    """The Arrow C data interface lets a consumer move a column out of a batch and release the
+    batch first: the column must stay readable (it holds the buffers itself)."""
+    import ctypes
+    import gc
+
+    class ArrowArray(ctypes.Structure):
+        pass
+
+    release_fn = ctypes.CFUNCTYPE(None, ctypes.POINTER(ArrowArray))
+    ArrowArray._fields_ = [  # a self-referencing ctypes structure is declared afterwards
+        ("length", ctypes.c_int64), ("null_count", ctypes.c_int64), ("offset", ctypes.c_int64),
+        ("n_buffers", ctypes.c_int64), ("n_children", ctypes.c_int64),
+        ("buffers", ctypes.POINTER(ctypes.c_void_p)),
+        ("children", ctypes.POINTER(ctypes.POINTER(ArrowArray))), ("dictionary", ctypes.c_void_p),
+        ("release", release_fn), ("private_data", ctypes.c_void_p)]
+
+    class Stream(ctypes.Structure):
+        _fields_ = [("get_schema", ctypes.c_void_p),  # noqa: RUF012 - ctypes' own convention
+                    ("get_next", ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p,
+                                                  ctypes.POINTER(ArrowArray))),
+                    ("get_last_error", ctypes.c_void_p),
+                    ("release", ctypes.CFUNCTYPE(None, ctypes.c_void_p)),
+                    ("private_data", ctypes.c_void_p)]
+
+    s = scanner()
+    s.feed(blob([tup(i * 600) for i in range(12)]))  # twelve 10-minute intervals
+    table = s.flows()
+    capsule = table.__arrow_c_stream__()
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    pointer = get(capsule, b"arrow_array_stream")
+    stream = Stream.from_address(pointer)
+    batch = ArrowArray()
+    assert stream.get_next(pointer, ctypes.byref(batch)) == 0
+    column = ArrowArray.from_buffer_copy(batch.children[0].contents)  # interval_ms, moved out
+    batch.children[0].contents.release = ctypes.cast(None, release_fn)
+    batch.release(ctypes.byref(batch))
+    stream.release(pointer)
+    del capsule, table, s, stream
+    gc.collect()
+    values = ctypes.cast(column.buffers[1], ctypes.POINTER(ctypes.c_int64))
+    got = sorted(values[i] for i in range(column.length))
+    column.release(ctypes.byref(column))
+    assert got == [T // INTERVAL * INTERVAL + i * INTERVAL for i in range(12)]
+
+
+@needs_native
+def test_counter_sums_stop_at_the_largest_bigint_on_both_paths(sample: Sample,
+                                                               tmp_path: Path) -> None:
+    huge = "999999999999999,999999999999999,0,0"
+    path = tmp_path / "x" / "macAddress=000D3A000001" / "PT1H.json"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(blob([tup(i % 50, state="C", counters=huge) for i in range(9300)]))
+    report = same_answers(sample, tmp_path)
+    assert report.reader["native_blobs"] == 1
+    assert any("2^63 - 1" in note for note in report.notes)
