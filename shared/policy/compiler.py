@@ -76,6 +76,9 @@ class Compiled:
     groups: dict[str, ResolvedGroup] = field(default_factory=dict)
     errors: list[Issue] = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
+    #: NSGs whose rules could not be compiled (key -> reasons): their plan fails whole, nothing
+    #: of it is written (an empty rule list would otherwise read as "remove every owned rule")
+    failed: dict[str, list[str]] = field(default_factory=dict)
 
 
 # DesiredRule's fields without the priority, as a plain tuple: 230k of them are built at 100k
@@ -97,6 +100,10 @@ class _Peer:
 
     group: ResolvedGroup | None
     token: str | None  # "Internet", "*", a service tag
+
+
+#: Address tokens that hold every member of the estate (a rule to or from them reaches them all).
+ESTATE_WIDE: Final = frozenset({"*", "VirtualNetwork"})
 
 
 class Compiler:
@@ -131,23 +138,40 @@ class Compiler:
         for group in groups.values():
             managed.update(self._by_nsg(group, None))
         for rule in sorted(self.policy.rules, key=lambda r: (r.priority, r.name)):
-            src, dst = self._peer(rule.source), self._peer(rule.destination)
-            if any(g is not None and not (g.members or g.external) for g in (src.group, dst.group)):
-                continue  # an empty group allows nothing; resolution already warned
-            if dst.group is not None and dst.group.members:
-                template = self._template(rule, Direction.INBOUND)
-                for nsg, behind in self._by_nsg(dst.group, rule).items():
-                    inbound[nsg].append((rule, self._draft(template, nsg,
-                                                           (dst.group.name, behind), src)))
-            if src.group is not None and src.group.members and self._needs_outbound(rule, dst):
-                template = self._template(rule, Direction.OUTBOUND)
-                for nsg, behind in self._by_nsg(src.group, rule).items():
-                    outbound[nsg].append((rule, self._draft(template, nsg,
-                                                            (src.group.name, behind), dst)))
+            self._emit(rule, managed, inbound, outbound)
         for nsg in sorted(managed | set(inbound) | set(outbound)):
             self.out.rules[nsg] = (self._number(nsg, Direction.INBOUND, inbound.get(nsg, []))
                                    + self._number(nsg, Direction.OUTBOUND, outbound.get(nsg, [])))
         return self.out
+
+    def _emit(self, rule: Rule, managed: set[str], inbound: dict[str, list[tuple[Rule, _Draft]]],
+              outbound: dict[str, list[tuple[Rule, _Draft]]]) -> None:
+        """One policy rule's NSG rules, on every NSG that must hold them."""
+        src, dst = self._peer(rule.source), self._peer(rule.destination)
+        if any(g is not None and not (g.members or g.external) for g in (src.group, dst.group)):
+            return  # an empty group allows nothing; resolution already warned
+        if dst.group is not None and dst.group.members:
+            template = self._template(rule, Direction.INBOUND)
+            for nsg, behind in self._by_nsg(dst.group, rule).items():
+                inbound[nsg].append((rule, self._draft(template, nsg,
+                                                       (dst.group.name, behind), src)))
+        if src.group is not None and src.group.members and self._needs_outbound(rule, dst):
+            template = self._template(rule, Direction.OUTBOUND)
+            for nsg, behind in self._by_nsg(src.group, rule).items():
+                outbound[nsg].append((rule, self._draft(template, nsg,
+                                                        (src.group.name, behind), dst)))
+        # ``any`` and ``VirtualNetwork`` hold every member: as a destination the rule goes
+        # on every managed NSG (each deny-all must let it through), and as a source under
+        # an outbound default-deny on every managed NSG's outbound side
+        if dst.group is None and dst.token in ESTATE_WIDE:
+            template = self._template(rule, Direction.INBOUND)
+            for nsg in sorted(managed):
+                inbound[nsg].append((rule, self._wide_draft(template, nsg, dst.token, src)))
+        if src.group is None and src.token in ESTATE_WIDE \
+                and self.policy.posture.outbound is OutboundPosture.DEFAULT_DENY:
+            template = self._template(rule, Direction.OUTBOUND)
+            for nsg in sorted(managed):
+                outbound[nsg].append((rule, self._wide_draft(template, nsg, src.token, dst)))
 
     # -- enforcement points ------------------------------------------------------------------
 
@@ -275,6 +299,21 @@ class Compiler:
         return (name, direction, access, protocol, local_prefixes, local_asgs,
                 peer_prefixes, peer_asgs, ports, text, policy_rule)
 
+    def _wide_draft(self, template: _Template, nsg: str, token: str, peer: _Peer) -> _Draft:
+        """A rule whose local side is ``any`` or ``VirtualNetwork``: that token itself stands
+        for what this NSG protects."""
+        if peer.group is not None:
+            peer_prefixes, peer_asgs = self._side_for(nsg, peer.group.name, peer.group.members,
+                                                      scoped=False, external=peer.group)
+        else:
+            peer_prefixes, peer_asgs = (peer.token or "*",), ()
+        name, direction, access, protocol, ports, text, policy_rule = template
+        if direction is Direction.INBOUND:
+            return (name, direction, access, protocol, peer_prefixes, peer_asgs, (token,), (),
+                    ports, text, policy_rule)
+        return (name, direction, access, protocol, (token,), (), peer_prefixes, peer_asgs,
+                ports, text, policy_rule)
+
     def _template(self, rule: Rule, direction: Direction) -> _Template:
         """The NSG-independent fields of a policy rule's NSG rules (once per rule)."""
         return (
@@ -369,13 +408,19 @@ class Compiler:
         top = own.band_high - len(posture)  # posture rules take the top of the band
         slots = top - own.band_low + 1
         drafts = [draft for _, draft in emitted]
-        if not self._fits(nsg, drafts):  # the safe reduction; the planner re-checks limits
+        if len(drafts) > slots or not self._fits(nsg, drafts):
+            # the safe reduction; the planner re-checks Azure's limits
             drafts = [draft for _, draft in merge_adjacent(emitted)]
         step = PRIORITY_STEP if len(drafts) * PRIORITY_STEP <= slots else 1
         if len(drafts) > slots:
-            self.out.errors.append(Issue(
-                f"{len(drafts)} {direction.value.lower()} rules do not fit in the priority band "
-                f"{own.band_low}-{top}", nsg_id=self.out.nsg_ids.get(nsg, nsg)))
+            # the band is the policy's: an error of the whole plan (a run applies nothing), and
+            # this NSG's plan fails (it shows no change rather than the removal of every rule)
+            message = (f"{len(drafts)} {direction.value.lower()} rules (after merging neighbours "
+                       f"with the same action and peers) do not fit in the priority band "
+                       f"{own.band_low}-{top}: widen the band (ownership.band) or merge policy "
+                       "rules")
+            self.out.errors.append(Issue(message, nsg_id=self.out.nsg_ids.get(nsg, nsg)))
+            self.out.failed.setdefault(nsg, []).append(message)
             return []
         low = own.band_low
         numbered = [DesiredRule(d[0], low + i * step, *d[1:]) for i, d in enumerate(drafts)]

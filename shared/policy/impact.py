@@ -28,6 +28,7 @@ from shared.domain.inventory import Inventory
 from shared.domain.normalize import normalize
 from shared.policy.groups import MemberKey, NameIndex, resolve_policy_groups
 from shared.policy.model import (
+    BUILTIN_ANY,
     AllOf,
     AnyOf,
     AsgSelector,
@@ -75,6 +76,14 @@ class Impact:
 
 
 Predicate = Callable[[MemberFacts], bool]
+
+#: The far side that stands for every managed NSG (see ImpactIndex._far_sides).
+EVERY_MANAGED = "\x00every managed NSG"
+
+
+def _estate_wide(name: str) -> bool:
+    """A rule side that holds every member (compiler.ESTATE_WIDE: ``any``, ``VirtualNetwork``)."""
+    return name in (BUILTIN_ANY, "VirtualNetwork")
 
 
 class ImpactIndex:
@@ -178,9 +187,7 @@ class ImpactIndex:
         del asg_key, row  # membership lives on the NICs; an ASG's own changes move no member
         impact = Impact()
         for group in self._asg_groups:  # but rules may reference it: let their NSGs re-plan
-            impact.nsgs |= self.nsgs_of_group(group)
-            for peer in self._peers.get(group, ()):
-                impact.nsgs |= self.nsgs_of_group(peer)
+            impact.nsgs |= self._with_far_sides(group)
         return impact
 
     def _refresh_nics(self, nic_keys: Iterable[str]) -> Impact:
@@ -228,10 +235,15 @@ class ImpactIndex:
         stand_ins = {g for asg in touched for g, n in self._asg_groups_held[asg].items()
                      if n > 0 and g in self._ruled}
         for group in impact.groups | stand_ins:
-            impact.nsgs |= self.nsgs_of_group(group)
-            for peer in self._peers.get(group, ()):
-                impact.nsgs |= self.nsgs_of_group(peer)
+            impact.nsgs |= self._with_far_sides(group)
         return impact
+
+    def _with_far_sides(self, group: str) -> set[str]:
+        """The NSGs in front of ``group`` and those holding rules with it as the far side."""
+        nsgs = self.nsgs_of_group(group)
+        for peer in self._peers.get(group, ()):
+            nsgs |= self._managed_nsgs() if peer == EVERY_MANAGED else self.nsgs_of_group(peer)
+        return nsgs
 
     # -- state -------------------------------------------------------------------------------
 
@@ -292,7 +304,9 @@ class ImpactIndex:
     def _far_sides(self, policy: Policy) -> dict[str, set[str]]:
         """group -> groups whose NSGs hold rules naming this group as the far side (as the
         compiler emits them: inbound on the destination's NSGs; outbound on the source's NSGs
-        towards a group only under an outbound default-deny posture)."""
+        towards a group only under an outbound default-deny posture). :data:`EVERY_MANAGED`
+        stands for every managed NSG: a rule to ``any`` or ``VirtualNetwork`` is on all of
+        them (and one from them, under an outbound default-deny)."""
         names = {g.name for g in policy.groups}
         outbound = policy.posture.outbound is OutboundPosture.DEFAULT_DENY
         peers: dict[str, set[str]] = defaultdict(set)
@@ -301,7 +315,14 @@ class ImpactIndex:
                 peers[rule.source].add(rule.destination)
                 if outbound:
                     peers[rule.destination].add(rule.source)
+            elif rule.source in names and _estate_wide(rule.destination):
+                peers[rule.source].add(EVERY_MANAGED)
+            elif outbound and rule.destination in names and _estate_wide(rule.source):
+                peers[rule.destination].add(EVERY_MANAGED)
         return peers
+
+    def _managed_nsgs(self) -> set[str]:
+        return {n for counts in self._group_nsgs.values() for n, c in counts.items() if c > 0}
 
     def _compile(self, selector: Selector) -> Predicate:  # noqa: PLR0911 - one per kind
         match selector:

@@ -201,5 +201,9 @@ def _build_plan(compiled: Compiled, inventory: Inventory, ownership: Ownership) 
             errors.append(Issue("NSG referenced by members is not in the inventory",
                                 nsg_id=compiled.nsg_ids.get(nsg_key, nsg_key)))
             continue
+        failed = compiled.failed.get(nsg_key)
+        if failed:  # the whole NSG's plan fails: nothing added, changed or removed
+            nsg_plans.append(NsgPlan(nsg.id, nsg.etag, errors=list(failed)))
+            continue
         nsg_plans.append(plan_nsg(nsg, compiled.rules.get(nsg_key, []), ownership))
     return Plan(nsg_plans, list(compiled.warnings), errors)

@@ -166,3 +166,36 @@ def test_nsg_ids_match_the_inventory() -> None:
     inventory = normalize(rows)
     compiled = compile_policy(policy(), inventory)
     assert set(compiled.rules) <= {key(n) for n in inventory.nsgs}
+
+
+def test_rules_that_do_not_fit_the_band_fail_the_nsg_and_remove_nothing() -> None:
+    """A band too small for the policy is that NSG's error: its owned rules stay as they are
+    (an empty rule list must not read as "remove them all", deny-all included)."""
+    small = Ownership(band_low=1000, band_high=1005)  # 4 slots beside the 2 posture rules
+    two = tuple(Rule(f"r{i}", i, "web", "logic", (PortRange(1000 + i, 1000 + i),), Protocol.TCP,
+                     Action.ALLOW if i % 2 else Action.DENY) for i in range(1, 3))
+    applied = rows_after(classic_estate(), plan_for(classic_estate(), policy(two, small)).nsgs,
+                         small)
+    before = nsg_plan(plan_for(applied, policy(two, small)), "nsg-payroll-app")
+    assert before.is_noop and not before.errors
+    six = tuple(Rule(f"r{i}", i, "web", "logic", (PortRange(1000 + i, 1000 + i),),
+                     Protocol.TCP, Action.ALLOW if i % 2 else Action.DENY)  # nothing merges
+                for i in range(1, 7))
+    plan = plan_for(applied, policy(six, small))
+    app = nsg_plan(plan, "nsg-payroll-app")
+    assert app.is_noop and not app.desired
+    assert app.errors and "do not fit in the priority band 1000-1003" in app.errors[0]
+    assert plan.has_errors
+    assert rows_after(applied, plan.nsgs, small) == applied  # nothing of it is written
+
+
+def test_rules_that_merge_fit_a_band_they_would_not_fit_apart() -> None:
+    small = Ownership(band_low=1000, band_high=1005)
+    six = tuple(Rule(f"r{i}", i, "web", "logic", (PortRange(1000 + 2 * i, 1000 + 2 * i),),
+                     Protocol.TCP, Action.ALLOW) for i in range(1, 7))  # same peers, one action
+    app = nsg_plan(plan_for(classic_estate(), policy(six, small)), "nsg-payroll-app")
+    assert not app.errors
+    inbound = [r for r in app.desired if r.direction.value == "Inbound"
+               and r.name.startswith("zts-r")]
+    assert len(inbound) == 1
+    assert inbound[0].destination_ports == tuple(str(1000 + 2 * i) for i in range(1, 7))

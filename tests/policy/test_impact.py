@@ -15,7 +15,17 @@ from shared.domain.normalize import normalize
 from shared.policy.compiler import compile_policy
 from shared.policy.impact import ImpactIndex
 from shared.policy.loader import load_policy_file
-from shared.policy.model import EnforcementPoint, OutboundPosture, Policy, Posture
+from shared.policy.model import (
+    BUILTIN_ANY,
+    Action,
+    EnforcementPoint,
+    OutboundPosture,
+    Policy,
+    PortRange,
+    Posture,
+    Protocol,
+    Rule,
+)
 from shared.sample.estate import ESTATE_JSON_PATH, classic_estate
 
 POLICY = load_policy_file(ESTATE_JSON_PATH.parent / "policy.yaml").policy
@@ -125,3 +135,50 @@ def test_an_unrelated_change_names_no_nsg() -> None:
     assert impact.groups == set()
     nic_nsgs = {key(n) for n in impact.nsgs}
     assert nic_nsgs <= {key(r["id"]) for r in rows if r["type"].endswith("securitygroups")}
+
+
+WIDE_RULES = (
+    Rule("dns-from-everyone", 1, BUILTIN_ANY, "dns", (PortRange(53, 53),), Protocol.UDP,
+         Action.ALLOW),
+    Rule("web-to-everyone", 2, "web", "VirtualNetwork", (PortRange(8080, 8080),), Protocol.TCP,
+         Action.ALLOW),
+)
+
+
+@pytest.mark.parametrize("outbound", [OutboundPosture.ALLOW, OutboundPosture.DEFAULT_DENY])
+def test_rules_to_and_from_everyone_are_followed(outbound: OutboundPosture) -> None:
+    """``any`` and ``VirtualNetwork`` put a rule on every managed NSG: a change to the group on
+    the other side touches them all, and a newly managed NSG needs them."""
+    policy = Policy(Posture(POLICY.posture.inbound, outbound), POLICY.enforcement,
+                    POLICY.groups, WIDE_RULES, POLICY.ownership)
+    rng = random.Random(3)
+    named_all = 0
+    for _ in range(40):
+        rows = copy.deepcopy(classic_estate())
+        index = ImpactIndex(policy, normalize(rows))
+        before = desired(policy, rows)
+        kind, resource_id, row = mutate(rows, rng)
+        impact = index.apply(kind, resource_id, row)
+        changed = changed_nsgs(before, desired(policy, rows))
+        missed = changed - impact.nsgs
+        assert not missed, f"{kind} {resource_id}: {sorted(missed)} changed but not named"
+        named_all += len(changed) > 3
+    assert named_all  # some change did reach beyond the NSGs in front of it
+
+
+def test_a_group_that_reaches_everyone_touches_every_managed_nsg() -> None:
+    policy = Policy(POLICY.posture, POLICY.enforcement, POLICY.groups, WIDE_RULES,
+                    POLICY.ownership)  # no rule but these names web as anyone's peer
+    rows = copy.deepcopy(classic_estate())
+    index = ImpactIndex(policy, normalize(rows))
+    before = desired(policy, rows)
+    web_asg = next(r["id"] for r in rows if r["type"].endswith("applicationsecuritygroups")
+                   and r["name"].lower() == "web")
+    nic = next(n for n in of_type(rows, NIC) if not (n["properties"]["ipConfigurations"][0][
+        "properties"].get("applicationSecurityGroups")))
+    nic["properties"]["ipConfigurations"][0]["properties"]["applicationSecurityGroups"] = [
+        {"id": web_asg}]
+    impact = index.apply(NIC, nic["id"], nic)
+    changed = changed_nsgs(before, desired(policy, rows))
+    assert len(changed) > 3  # web's new address is in the rule on every managed NSG
+    assert changed <= impact.nsgs, sorted(changed - impact.nsgs)
