@@ -92,9 +92,9 @@ def cmd_groups(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     policy, inventory = inputs
     groups, errors, warnings = resolve_policy_groups(policy, inventory)
     for issue in warnings:
-        print(f"warning: {issue}", file=err)
+        print(f"warning: {issue.located(args.policy)}", file=err)
     for issue in errors:
-        print(f"error: {issue}", file=err)
+        print(f"error: {issue.located(args.policy)}", file=err)
     if args.json:
         document = {"groups": {
             name: {"ips": list(g.ips), "nics": list(g.nic_ids),
@@ -109,7 +109,7 @@ def cmd_groups(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                       ", ".join(str(p) for p in g.prefixes()[:6])
                       + (" ..." if len(g.prefixes()) > 6 else "")]
                      for name, g in groups.items()]), file=out)
-    return EXIT_FINDINGS if errors else EXIT_OK
+    return EXIT_INVALID if errors else EXIT_OK  # a selector naming nothing: invalid input
 
 
 def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -121,12 +121,19 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if inputs is None:
         return EXIT_INVALID
     policy, inventory = inputs
-    plan = build_plan(compile_policy(policy, inventory), inventory, policy.ownership)
+    compiled = compile_policy(policy, inventory)
+    for issue in compiled.resolution_warnings:
+        print(f"warning: {issue.located(args.policy)}", file=err)
+    for issue in compiled.unresolved:
+        print(f"error: {issue.located(args.policy)}", file=err)
+    plan = build_plan(compiled, inventory, policy.ownership)
     if args.json:
         json.dump(plan.as_dict(), out, indent=2, sort_keys=True)
         out.write("\n")
     else:
         print(plan_table(plan), file=out)
+    if compiled.unresolved:
+        return EXIT_INVALID  # the policy names what the snapshot does not hold
     return EXIT_FINDINGS if plan.has_errors else EXIT_OK
 
 
@@ -200,7 +207,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0) and EXIT_INVALID
-    code: int = args.handler(args, out, err)
+    try:
+        code: int = args.handler(args, out, err)
+    except BrokenPipeError:  # `zts plan | head`: the reader left; say nothing more
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit flush does not fail again
+        return EXIT_FINDINGS
     return code
 
 

@@ -154,3 +154,25 @@ def test_policy_schema_is_json_schema() -> None:
     assert code == 0
     assert schema["$schema"].startswith("https://json-schema.org/draft/2020-12")
     assert "rules" in schema["properties"] and "groups" in schema["properties"]
+
+
+def test_selectors_naming_what_the_snapshot_lacks_are_invalid_input(tmp_path: Path) -> None:
+    """A name or ARM id that matches nothing, or a name that matches two things, makes the
+    policy invalid against this snapshot: exit 2, each problem with its file and line."""
+    document = json.loads(ESTATE_JSON_PATH.read_text())
+    estate = document["data"] if isinstance(document, dict) else document
+    vnet_id = next(r["id"] for r in estate if r["type"] == "microsoft.network/virtualnetworks")
+    twice = sum(1 for r in estate if r.get("name") == "NetworkWatcherRG")
+    assert twice >= 2  # the sample has a NetworkWatcherRG in several subscriptions
+    for selector, expected in (
+            (f"{{vnet: {vnet_id}-typo}}", "is not in the inventory"),
+            ("{vnet: payrol-vnet}", "matches nothing in the inventory"),
+            ("{resourceGroup: NetworkWatcherRG}", "is ambiguous; use one of: /subscriptions/")):
+        policy = tmp_path / "p.yaml"
+        policy.write_text(POLICY.read_text().replace(
+            "groups:\n", f"groups:\n  typo:\n    {selector}\n", 1))
+        for command in ("plan", "groups"):
+            code, _, err = run(command, "--policy", str(policy), "--snapshot",
+                               str(ESTATE_JSON_PATH))
+            assert code == 2, (selector, command, err)
+            assert f"{policy}:" in err and "group 'typo'" in err and expected in err, err

@@ -25,6 +25,7 @@ from shared.domain.inventory import Inventory, IpLocation
 from shared.policy.gc_pause import gc_paused
 from shared.policy.groups import (
     MemberKey,
+    ResolutionIssue,
     ResolvedGroup,
     cover_text,
     member_key,
@@ -79,6 +80,9 @@ class Compiled:
     #: NSGs whose rules could not be compiled (key -> reasons): their plan fails whole, nothing
     #: of it is written (an empty rule list would otherwise read as "remove every owned rule")
     failed: dict[str, list[str]] = field(default_factory=dict)
+    #: selectors that name what the inventory does not hold (or holds twice): invalid input
+    unresolved: list[ResolutionIssue] = field(default_factory=list)
+    resolution_warnings: list[ResolutionIssue] = field(default_factory=list)
 
 
 # DesiredRule's fields without the priority, as a plain tuple: 230k of them are built at 100k
@@ -127,6 +131,7 @@ class Compiler:
     def compile(self) -> Compiled:
         groups, errors, warnings = resolve_policy_groups(self.policy, self.inventory)
         self.out.groups = groups
+        self.out.unresolved, self.out.resolution_warnings = list(errors), list(warnings)
         self.out.errors.extend(Issue(str(e)) for e in errors)
         self.out.warnings.extend(Issue(str(w)) for w in warnings)
         if errors:

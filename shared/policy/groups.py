@@ -146,6 +146,11 @@ class ResolutionIssue:
         where = f"line {self.line}: " if self.line else ""
         return f"{where}group {self.group!r}: {self.message}"
 
+    def located(self, source: object) -> str:
+        """``<file>:<line>: group ...: ...``, as the loader writes its problems."""
+        where = f"{source}:{self.line}: " if self.line else f"{source}: "
+        return f"{where}group {self.group!r}: {self.message}"
+
 
 @dataclass
 class NameIndex:
@@ -153,6 +158,7 @@ class NameIndex:
 
     inventory: Inventory
     by_name: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    known: dict[str, set[str]] = field(default_factory=dict)  # kind -> every id it can name
 
     def __post_init__(self) -> None:
         inv = self.inventory
@@ -170,7 +176,10 @@ class NameIndex:
         vm_of = vm_finder(inv)
         held = {(nic.subscription_id, rg) for nic in inv.nics.values()
                 for rg in (nic.resource_group, _vm_rg(vm_of(nic.vm_id))) if rg}
-        for sub_id, rg in sorted(held):  # resource groups holding members, even if not listed
+        # every listed resource group (one holding no member is still a name, and may make
+        # another ambiguous), and those holding members even when they are not listed
+        held |= {(g.subscription_id, g.name) for g in inv.resource_groups.values()}
+        for sub_id, rg in sorted(held):
             rg_id = f"/subscriptions/{sub_id}/resourcegroups/{rg}".lower()
             for alias in (rg.lower(), f"{sub_id}/{rg}".lower()):
                 if rg_id not in names["rg"][alias]:
@@ -180,13 +189,18 @@ class NameIndex:
             if sub.display_name:
                 names["subscription"][sub.display_name.lower()].append(sub.subscription_id)
         self.by_name = {kind: dict(found) for kind, found in names.items()}
+        self.known = {kind: {i for ids in found.values() for i in ids}
+                      for kind, found in self.by_name.items()}
 
     def resolve(self, kind: str, ref: str) -> str:
         """The lower-cased id (or subscription GUID) ``ref`` names; raises ValueError naming
         the candidates when it is unknown or ambiguous."""
         wanted = ref.strip().lower()
         if wanted.startswith("/subscriptions/") and kind != "subscription":
-            return key(wanted)
+            arm_id = key(wanted)
+            if arm_id not in self.known[kind]:  # a typo, like a name that matches nothing
+                raise ValueError(f"{kind} id {ref!r} is not in the inventory")
+            return arm_id
         if kind == "subscription" and wanted.startswith("/subscriptions/"):
             wanted = wanted.split("/")[2]
         found = sorted(set(self.by_name[kind].get(wanted, [])))

@@ -311,6 +311,14 @@ class PolicyBuilder:
 
     def _group(self, name: str, spec: SelectorSpec) -> Group:
         path = ("groups", name)
+        tag = _TAGS_BY_LOWER.get(name)
+        if tag is not None:
+            self.sink.add(
+                "ZTS-P109",
+                f"group {name!r} has the name of the service tag {tag!r} but for the case: "
+                f"'from: {name}' means the group and 'from: {tag}' the tag; rename the group",
+                path,
+            )
         selector = self._selector(spec, path)
         if not _has_positive(selector):
             self.sink.add(

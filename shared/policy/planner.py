@@ -22,8 +22,11 @@ from shared.policy.gc_pause import gc_paused
 from shared.policy.model import Ownership
 from shared.policy.nsg_target import (
     MAX_ASGS_PER_NSG,
+    MAX_ASGS_PER_RULE_SIDE,
     MAX_PREFIXES_PER_NSG_SIDE,
+    MAX_PRIORITY,
     MAX_RULES_PER_NSG,
+    MIN_PRIORITY,
     DesiredRule,
 )
 
@@ -142,6 +145,9 @@ def _check_priorities(plan: NsgPlan, wanted: list[DesiredRule],
                       unowned: list[SecurityRule]) -> None:
     taken = {(r.direction, r.priority): r.name for r in unowned}
     for rule in wanted:
+        if not MIN_PRIORITY <= rule.priority <= MAX_PRIORITY:  # an Ownership built in code
+            plan.errors.append(f"rule {rule.name!r} has priority {rule.priority}, outside "
+                               f"Azure's {MIN_PRIORITY}-{MAX_PRIORITY}")
         other = taken.get((rule.direction, rule.priority))
         if other is not None:
             plan.errors.append(f"priority {rule.priority} {rule.direction.value} is already used "
@@ -162,6 +168,11 @@ def _check_limits(plan: NsgPlan, wanted: list[DesiredRule], unowned: list[Securi
         if prefixes > MAX_PREFIXES_PER_NSG_SIDE:
             plan.errors.append(f"{prefixes} {side} addresses/ranges exceed Azure's "
                                f"{MAX_PREFIXES_PER_NSG_SIDE} per NSG")
+    for rule in wanted:
+        for side, refs in (("source", rule.source_asgs), ("destination", rule.destination_asgs)):
+            if len(refs) > MAX_ASGS_PER_RULE_SIDE:
+                plan.errors.append(f"rule {rule.name!r} names {len(refs)} {side} ASGs; Azure "
+                                   f"allows {MAX_ASGS_PER_RULE_SIDE} per side of a rule")
     asgs = {key(a) for r in wanted if r.source_asgs or r.destination_asgs
             for a in (*r.source_asgs, *r.destination_asgs)}
     asgs |= {key(a) for r in unowned for a in (*r.source_asg_ids, *r.destination_asg_ids)}

@@ -34,6 +34,7 @@ from pydantic_core import PydanticCustomError
 from shared.domain import arm_id
 from shared.domain.assets import IpNetwork
 from shared.policy.model import API_VERSION, BUILTIN_ANY, BUILTIN_INTERNET, PortRange
+from shared.policy.nsg_target import MAX_PRIORITY, MIN_PRIORITY
 
 # -- issue codes ----------------------------------------------------------------------------
 # Stable: tests, docs and users' CI scripts match on them. Never renumber; retire instead.
@@ -73,6 +74,7 @@ ISSUE_CODES: dict[str, str] = {
     "ZTS-P106": "warning: not a known Azure service tag (passed through as written)",
     "ZTS-P107": "warning: service tag spelled in other casing (canonical spelling used)",
     "ZTS-P108": "warning: a rule repeats an earlier rule",
+    "ZTS-P109": "warning: a group's name is a service tag's but for the case",
 }
 
 GROUP_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,39}")
@@ -83,7 +85,7 @@ PORT_RE = re.compile(r"\s*(\d{1,10})\s*(?:-\s*(\d{1,10})\s*)?")
 BUILTINS = (BUILTIN_INTERNET, BUILTIN_ANY)
 PRIORITY_MIN, PRIORITY_MAX = 1, 10000
 PORT_MAX = 65535
-AZURE_PRIORITY_MIN, AZURE_PRIORITY_MAX = 100, 4096
+AZURE_PRIORITY_MIN, AZURE_PRIORITY_MAX = MIN_PRIORITY, MAX_PRIORITY  # nsg_target's
 DEFAULT_BAND = (100, 3999)
 DEFAULT_PREFIX = "zts-"
 ANY_PORTS = "any"
@@ -286,11 +288,14 @@ Priority = Annotated[
     AfterValidator(_check_priority),
     Field(json_schema_extra={"minimum": PRIORITY_MIN, "maximum": PRIORITY_MAX}),
 ]
+#: what the loader reads as ``any`` (any case, spaces around), for the schema to agree with it
+_ANY_PORTS_SCHEMA: dict[str, Any] = {"type": "string", "pattern": r"^\s*[Aa][Nn][Yy]\s*$"}
 _PORT_ITEM_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "integer", "minimum": 0, "maximum": PORT_MAX},
-        {"type": "string", "pattern": r"^\d{1,5}(-\d{1,5})?$"},
-        {"const": ANY_PORTS},
+        # PORT_RE's shape; the loader then checks the numbers (0-65535, low <= high)
+        {"type": "string", "pattern": r"^\s*\d{1,10}\s*(-\s*\d{1,10}\s*)?$"},
+        _ANY_PORTS_SCHEMA,
     ]
 }
 PortItem = Annotated[PortRange | None, PlainValidator(parse_port_item)]
@@ -299,7 +304,7 @@ Ports = Annotated[
     BeforeValidator(_ports_before),
     AfterValidator(_ports_after),
     WithJsonSchema({"anyOf": [
-        {"const": ANY_PORTS},
+        _ANY_PORTS_SCHEMA,
         {"type": "array", "minItems": 1, "items": _PORT_ITEM_SCHEMA},
     ]}),
 ]

@@ -199,3 +199,48 @@ def test_rules_that_merge_fit_a_band_they_would_not_fit_apart() -> None:
                and r.name.startswith("zts-r")]
     assert len(inbound) == 1
     assert inbound[0].destination_ports == tuple(str(1000 + 2 * i) for i in range(1, 7))
+
+
+def _rule(name: str, priority: int, *, sources: tuple[str, ...] = ("10.0.0.1/32",),
+          source_asgs: tuple[str, ...] = (), destinations: tuple[str, ...] = ("10.1.0.1/32",),
+          ) -> Any:
+    from shared.domain.assets import Access, Direction
+    from shared.policy.nsg_target import DesiredRule
+
+    return DesiredRule(name, priority, Direction.INBOUND, Access.ALLOW, "Tcp",
+                       () if source_asgs else sources, source_asgs, destinations, (), ("443",),
+                       "zts test", "t")
+
+
+def test_azure_limits_fail_the_nsg_with_the_numbers() -> None:
+    """Each of Azure's limits (addresses per NSG, ASGs per NSG and per rule side, priority
+    range) fails the NSG's plan with the numbers, before any write."""
+    from shared.policy.planner import plan_nsg
+
+    nsg = normalize(classic_estate()).nsgs
+    target = next(n for n in nsg.values() if n.name == "nsg-payroll-app")
+    asg = "/subscriptions/s/resourceGroups/r/providers/Microsoft.Network/applicationSecurityGroups/"
+    # The NSG's own (unowned) rules count against the limit too: fill it up to one past it.
+    from shared.policy.planner import owned
+    band = Ownership(band_low=1000, band_high=4096)
+    unowned = [r for r in target.rules if not owned(r, band)]
+    theirs = sum(len(r.source_prefixes) for r in unowned)
+    their_asgs = len({a.lower() for r in unowned
+                      for a in (*r.source_asg_ids, *r.destination_asg_ids)})
+    assert theirs > 0 and their_asgs > 0
+    cases = {
+        "4001 source addresses/ranges exceed Azure's 4000 per NSG": [
+            _rule("zts-wide", 1000, sources=tuple(f"10.{i // 250}.{i % 250}.1/32"
+                                                   for i in range(4001 - theirs)))],
+        "101 ASGs exceed Azure's 100 per NSG": [
+            _rule(f"zts-a{i}", 1000 + i, source_asgs=(f"{asg}a{i}",))
+            for i in range(101 - their_asgs)],
+        "names 11 source ASGs; Azure allows 10 per side of a rule": [
+            _rule("zts-many", 1000, source_asgs=tuple(f"{asg}m{i}" for i in range(11)))],
+        "priority 4097, outside Azure's 100-4096": [_rule("zts-late", 4097)],
+    }
+    for message, desired in cases.items():
+        plan = plan_nsg(target, desired, band)
+        assert any(message in e for e in plan.errors), (message, plan.errors)
+    ok = plan_nsg(target, [_rule("zts-one", 1000)], band)
+    assert not ok.errors

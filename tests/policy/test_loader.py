@@ -366,7 +366,9 @@ def test_known_tags_groups_and_builtins_resolve() -> None:
         + "  - {name: d, priority: 4, from: ANY, to: INTERNET, ports: any, protocol: any,"
         " action: deny}\n"
     )
-    assert loaded.errors == () and loaded.warnings == ()
+    assert loaded.errors == ()
+    # both resolve, but a group that is a tag's name but for the case is one typo from the tag
+    assert [(w.code, w.path) for w in loaded.warnings] == [("ZTS-P109", "groups.storage")]
     assert loaded.policy is not None
     peers = [(r.source, r.destination) for r in loaded.policy.rules]
     assert peers == [("AzureLoadBalancer", "web"), ("web", "Storage"), ("web", "storage"),
@@ -747,3 +749,21 @@ def test_generated_valid_policies_round_trip_without_errors(document: dict[str, 
         document["ownership"]["band"])
     assert all(g.line is not None for g in policy.groups)
     assert all(r.line is not None for r in policy.rules)
+
+
+@pytest.mark.parametrize("ports", [
+    "any", "ANY", " Any ", [80], ["80"], ["8000-8100"], [" 8000 - 8100 "], ["any"], ["ANY"],
+    [443, "8000-8100"], [70000], ["90-80"], ["abc"], [], ["any", 80], [True], "80",
+])
+def test_the_schema_and_the_loader_agree_on_ports(ports: Any) -> None:
+    """What the loader reads, the schema an editor checks with accepts; what the schema refuses,
+    the loader refuses (the loader alone checks numbers: 70000, a reversed range)."""
+    schema = policy_json_schema()
+    document = yaml.safe_load(SAMPLE.read_text())
+    document["rules"][0]["ports"] = ports
+    loaded = load_policy(yaml.safe_dump(document))
+    schema_ok = _check(schema, document, schema) == []
+    if loaded.policy is not None:
+        assert schema_ok, ports
+    if not schema_ok:
+        assert loaded.policy is None, ports
