@@ -43,6 +43,7 @@ from shared.policy.model import (
     Rule,
 )
 from shared.policy.nsg_target import (
+    MAX_ASGS_PER_RULE_SIDE,
     MAX_PREFIXES_PER_NSG_SIDE,
     MAX_RULES_PER_NSG,
     PRIORITY_STEP,
@@ -414,8 +415,9 @@ class Compiler:
         slots = top - own.band_low + 1
         drafts = [draft for _, draft in emitted]
         if len(drafts) > slots or not self._fits(nsg, drafts):
-            # the safe reduction; the planner re-checks Azure's limits
-            drafts = [draft for _, draft in merge_adjacent(emitted)]
+            # the safe reductions: exact ASG unions for prefix sides, then neighbours with the
+            # same peers merged (ports coalesced); the planner re-checks Azure's limits
+            drafts = [draft for _, draft in merge_adjacent(self._with_asg_unions(nsg, emitted))]
         step = PRIORITY_STEP if len(drafts) * PRIORITY_STEP <= slots else 1
         if len(drafts) > slots:
             # the band is the policy's: an error of the whole plan (a run applies nothing), and
@@ -430,6 +432,60 @@ class Compiler:
         low = own.band_low
         numbered = [DesiredRule(d[0], low + i * step, *d[1:]) for i, d in enumerate(drafts)]
         return numbered + [_with_priority(p, top + 1 + i) for i, p in enumerate(posture)]
+
+    def _with_asg_unions(self, nsg: str, emitted: list[tuple[Rule, _Draft]],
+                         ) -> list[tuple[Rule, _Draft]]:
+        """Each side written as prefixes, as a union of ASGs instead where one is exact: at
+        most ten ASGs (Azure's limit per rule side), each holding only the side's members
+        (behind this NSG for the protected side), together holding them all, all in the one
+        VNet this NSG protects. Only tried over budget: Azure's overview and its limits page
+        disagree on several ASGs per rule side (the limits page and the REST model allow ten);
+        were ARM to refuse them, that NSG's write fails with nothing changed, as the plan
+        would have failed anyway."""
+        out: list[tuple[Rule, _Draft]] = []
+        for rule, draft in emitted:
+            inbound = draft[1] is Direction.INBOUND
+            local, peer = (rule.destination, rule.source) if inbound else (rule.source,
+                                                                          rule.destination)
+            sides = list(draft)
+            for name, scoped in ((local, True), (peer, False)):
+                group = self.out.groups.get(name)
+                if group is None or group.external:
+                    continue
+                at = _SOURCE_PREFIXES if inbound != scoped else _DESTINATION_PREFIXES
+                if not sides[at]:
+                    continue  # already an ASG (or nothing)
+                members = (self._grouped.get(name, ({}, []))[0].get(nsg, []) if scoped
+                           else group.members)
+                union = self._asg_union(nsg, members, scoped=scoped)
+                if union is not None:
+                    sides[at], sides[at + 1] = (), union
+            out.append((rule, tuple(sides)))  # type: ignore[arg-type]
+        return out
+
+    def _asg_union(self, nsg: str, members: Sequence[IpLocation], *,
+                   scoped: bool) -> tuple[str, ...] | None:
+        vnets = self._vnet_of_scope.get(nsg, set())
+        if not members or len(vnets) != 1:
+            return None
+        held: dict[str, set[int]] = defaultdict(set)
+        for i, member in enumerate(members):
+            for asg in self._member_asgs.get(member.member_key, ()):
+                held[asg].add(i)
+        inside = {asg: found for asg, found in held.items()
+                  if len(found) == (self._asg_in_scope.get((asg, nsg), -1) if scoped
+                                    else self._asg_sizes.get(asg, -1))
+                  and self._asg_vnets.get(asg, set()) <= vnets}
+        uncovered, chosen = set(range(len(members))), list[str]()
+        while uncovered and len(chosen) < MAX_ASGS_PER_RULE_SIDE:
+            best = max(sorted(inside), key=lambda a: len(inside[a] & uncovered), default=None)
+            if best is None or not inside[best] & uncovered:
+                return None
+            chosen.append(best)
+            uncovered -= inside.pop(best)
+        if uncovered:
+            return None
+        return tuple(sorted(self.inventory.asgs[asg].id for asg in chosen))
 
     def _fits(self, nsg: str, drafts: list[_Draft]) -> bool:
         current = self.inventory.nsgs.get(nsg)
@@ -476,9 +532,25 @@ def merge_adjacent(emitted: list[tuple[Rule, _Draft]]) -> list[tuple[Rule, _Draf
 
 
 def _union_ports(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    """The union of two port lists, coalesced (``80`` + ``81`` -> ``80-81``; every port ->
+    ``*``): merging neighbours must not spend the port-range budget it saves on rules."""
     if "*" in a or "*" in b:
         return ("*",)
-    return tuple(sorted(set(a) | set(b), key=lambda p: int(p.split("-")[0])))
+    spans = sorted(_port_span(p) for p in (*a, *b))
+    merged: list[list[int]] = []
+    for low, high in spans:
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], high)
+        else:
+            merged.append([low, high])
+    if merged == [[0, 65535]]:
+        return ("*",)
+    return tuple(str(low) if low == high else f"{low}-{high}" for low, high in merged)
+
+
+def _port_span(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    return int(low), int(high or low)
 
 
 def _posture(name: str, direction: Direction, access: Access, source: str,

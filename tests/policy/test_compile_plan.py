@@ -11,6 +11,8 @@ from shared.policy.apply import rows_after
 from shared.policy.compiler import compile_policy
 from shared.policy.model import (
     Action,
+    AllOf,
+    AnyOf,
     AsgSelector,
     EnforcementPoint,
     Group,
@@ -199,6 +201,48 @@ def test_rules_that_merge_fit_a_band_they_would_not_fit_apart() -> None:
                and r.name.startswith("zts-r")]
     assert len(inbound) == 1
     assert inbound[0].destination_ports == tuple(str(1000 + 2 * i) for i in range(1, 7))
+
+
+def test_merged_neighbours_coalesce_their_ports() -> None:
+    small = Ownership(band_low=1000, band_high=1005)
+    six = tuple(Rule(f"r{i}", i, "web", "logic", (PortRange(1000 + i, 1000 + i),),
+                     Protocol.TCP, Action.ALLOW) for i in range(1, 7))
+    app = nsg_plan(plan_for(classic_estate(), policy(six, small)), "nsg-payroll-app")
+    assert not app.errors
+    (merged,) = [r for r in app.desired if r.policy_rule.startswith("r1,")]
+    assert merged.destination_ports == ("1001-1006",)
+    assert merged.policy_rule == "r1,r2,r3,r4,r5,r6"
+
+
+def test_over_budget_a_union_of_exact_asgs_replaces_prefixes() -> None:
+    """A group made of two whole ASGs of the NSG's VNet is written as prefixes while it fits,
+    and as both ASGs once the NSG is over budget (then the neighbours merge); the applied plan
+    still equals the policy for every member pair."""
+    from tests.policy.proof import prove
+
+    front = Group("front", AnyOf((AsgSelector("Web"), AsgSelector("Logic"))))
+    rules = tuple(Rule(f"r{i}", i, "front", "logic", (PortRange(1000 + i, 1000 + i),),
+                       Protocol.TCP, Action.ALLOW) for i in range(1, 7))
+
+    def pol(band: Ownership) -> Policy:
+        return Policy(Posture(), EnforcementPoint.SUBNET, (*GROUPS, front), rules, band)
+
+    def source_of(band: Ownership) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        app = nsg_plan(plan_for(classic_estate(), pol(band)), "nsg-payroll-app")
+        assert not app.errors, app.errors
+        first = next(r for r in app.desired if r.policy_rule.startswith("r1"))
+        return first.source_prefixes, tuple(a.rsplit("/", 1)[1] for a in first.source_asgs)
+
+    assert source_of(BAND)[1] == ()  # fits: prefixes, one rule per policy rule
+    small = Ownership(band_low=1000, band_high=1005)
+    assert source_of(small) == ((), ("Logic", "Web"))
+    proof = prove(classic_estate(), pol(small))
+    assert proof.compared > 0 and not proof.mismatches, proof.mismatches[:5]
+    # half of Web (its prod NICs) and all of Logic: no union of whole ASGs is exact
+    front = Group("front", AnyOf((AllOf((AsgSelector("Web"), TagsSelector((("env", "prod"),)))),
+                                  AsgSelector("Logic"))))
+    prefixes, asgs = source_of(small)
+    assert asgs == () and prefixes == ("10.10.1.4/31", "10.10.2.4/31")
 
 
 def _rule(name: str, priority: int, *, sources: tuple[str, ...] = ("10.0.0.1/32",),
