@@ -84,6 +84,9 @@ class Compiled:
     #: selectors that name what the inventory does not hold (or holds twice): invalid input
     unresolved: list[ResolutionIssue] = field(default_factory=list)
     resolution_warnings: list[ResolutionIssue] = field(default_factory=list)
+    #: False when the groups did not resolve and nothing was compiled: no NSG may be planned
+    #: from it (an empty rule list would read as "remove every owned rule" everywhere)
+    complete: bool = False
 
 
 # DesiredRule's fields without the priority, as a plain tuple: 230k of them are built at 100k
@@ -148,6 +151,7 @@ class Compiler:
         for nsg in sorted(managed | set(inbound) | set(outbound)):
             self.out.rules[nsg] = (self._number(nsg, Direction.INBOUND, inbound.get(nsg, []))
                                    + self._number(nsg, Direction.OUTBOUND, outbound.get(nsg, [])))
+        self.out.complete = True
         return self.out
 
     def _emit(self, rule: Rule, managed: set[str], inbound: dict[str, list[tuple[Rule, _Draft]]],

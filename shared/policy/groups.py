@@ -196,19 +196,23 @@ class NameIndex:
         """The lower-cased id (or subscription GUID) ``ref`` names; raises ValueError naming
         the candidates when it is unknown or ambiguous."""
         wanted = ref.strip().lower()
+        label = _SELECTOR_NAMES.get(kind, kind)  # as the policy spells the selector
         if wanted.startswith("/subscriptions/") and kind != "subscription":
             arm_id = key(wanted)
             if arm_id not in self.known[kind]:  # a typo, like a name that matches nothing
-                raise ValueError(f"{kind} id {ref!r} is not in the inventory")
+                raise ValueError(f"{label} id {ref!r} is not in the inventory")
             return arm_id
         if kind == "subscription" and wanted.startswith("/subscriptions/"):
             wanted = wanted.split("/")[2]
         found = sorted(set(self.by_name[kind].get(wanted, [])))
         if not found:
-            raise ValueError(f"{kind} {ref!r} matches nothing in the inventory")
+            raise ValueError(f"{label} {ref!r} matches nothing in the inventory")
         if len(found) > 1:
-            raise ValueError(f"{kind} {ref!r} is ambiguous; use one of: {', '.join(found)}")
+            raise ValueError(f"{label} {ref!r} is ambiguous; use one of: {', '.join(found)}")
         return found[0]
+
+
+_SELECTOR_NAMES = {"rg": "resourceGroup"}
 
 
 def _vm_rg(vm: Vm | None) -> str:

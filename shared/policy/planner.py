@@ -203,6 +203,8 @@ def build_plan(compiled: Compiled, inventory: Inventory, ownership: Ownership) -
 
 def _build_plan(compiled: Compiled, inventory: Inventory, ownership: Ownership) -> Plan:
     nsg_plans: list[NsgPlan] = []
+    if not compiled.complete:  # nothing compiled: plan no NSG rather than empty them all
+        return Plan(nsg_plans, list(compiled.warnings), list(compiled.errors))
     targets = set(compiled.rules)
     targets |= {k for k, n in inventory.nsgs.items() if any(owned(r, ownership) for r in n.rules)}
     errors = list(compiled.errors)

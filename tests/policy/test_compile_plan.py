@@ -116,6 +116,18 @@ def test_changed_and_removed_owned_rules_are_planned() -> None:
     assert [r.name for r in hdi.desired] == ["zts-allow-azure-lb-in", "zts-default-deny-in"]
 
 
+def test_a_policy_whose_groups_do_not_resolve_plans_no_nsg() -> None:
+    """Nothing compiled is not "no rules wanted": the NSGs keep every owned rule (before, each
+    one's removal was planned, deny-all included)."""
+    rows = rows_after(classic_estate(), plan_for(classic_estate(), policy()).nsgs, BAND)
+    broken = Policy(Posture(), EnforcementPoint.SUBNET,
+                    (*GROUPS, Group("gone", VnetSelector("no-such-vnet"))), RULES, BAND)
+    plan = plan_for(rows, broken)
+    assert plan.has_errors and plan.nsgs == []
+    assert any("'no-such-vnet' matches nothing" in e.message for e in plan.errors)
+    assert rows_after(rows, plan.nsgs, BAND) == rows
+
+
 def test_an_nsg_no_group_reaches_is_handed_back() -> None:
     rows = rows_after(classic_estate(), plan_for(classic_estate(), policy()).nsgs, BAND)
     without_analytics = Policy(Posture(), EnforcementPoint.SUBNET,
