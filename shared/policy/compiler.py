@@ -2,7 +2,10 @@
 
 * Inbound rules go on the NSGs that protect destination members, at the enforcement point the
   policy chooses (subnet, NIC or both); outbound rules on the NSGs of source members when the
-  outbound posture is default-deny (and for deny rules towards destinations outside the estate).
+  outbound posture is default-deny. Under an outbound ``allow`` posture, a deny towards
+  addresses outside the estate's members (internet, any, a service tag, cidr ranges) can only be
+  stopped on the way out: the sources' NSGs then hold it outbound, with every policy rule
+  before it that their members can match, in policy order.
 * A side of a rule is an ASG reference when Azure allows it and it is exact: the ASG lives in the
   VNet of the protected NICs and, seen from this NSG, holds exactly the group's members. Otherwise
   it is the smallest exact CIDR cover of the members (never a wider range).
@@ -15,7 +18,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -129,6 +132,9 @@ class Compiler:
         self._enforcing_cache: dict[MemberKey, list[str]] = {}
         self._grouped: dict[str, tuple[dict[str, list[IpLocation]], list[str]]] = {}
         self._sides: dict[tuple[str, str, bool], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._scoped_unions: dict[tuple[str, str], tuple[str, ...] | None] = {}
+        self._last_deny_out: dict[str, int] = {}  # NSG -> last outbound deny (allow posture)
+        self._peer_unions: dict[str, tuple[set[str], tuple[str, ...] | None]] = {}
 
     # -- public -------------------------------------------------------------------------------
 
@@ -146,42 +152,94 @@ class Compiler:
         managed: set[str] = set()  # every NSG protecting a member of any group gets the posture
         for group in groups.values():
             managed.update(self._by_nsg(group, None))
-        for rule in sorted(self.policy.rules, key=lambda r: (r.priority, r.name)):
-            self._emit(rule, managed, inbound, outbound)
+        ordered = sorted(self.policy.rules, key=lambda r: (r.priority, r.name))
+        self._last_deny_out = self._outbound_denies(ordered, managed)
+        for at, rule in enumerate(ordered):
+            self._emit(at, rule, managed, inbound, outbound)
         for nsg in sorted(managed | set(inbound) | set(outbound)):
             self.out.rules[nsg] = (self._number(nsg, Direction.INBOUND, inbound.get(nsg, []))
                                    + self._number(nsg, Direction.OUTBOUND, outbound.get(nsg, [])))
         self.out.complete = True
         return self.out
 
-    def _emit(self, rule: Rule, managed: set[str], inbound: dict[str, list[tuple[Rule, _Draft]]],
+    def _outbound_denies(self, ordered: list[Rule], managed: set[str]) -> dict[str, int]:
+        """Under an outbound ``allow`` posture: each NSG that must hold an outbound deny (a
+        deny whose destination reaches beyond the estate's members, which no inbound rule can
+        stop) -> the position of the last such rule. Such an NSG's outbound side then holds
+        every policy rule from its members up to that deny, in policy order: alone, the deny
+        would overtake the allows before it (``allow web -> internet 443`` then ``deny web ->
+        any`` blocked 443), since allows need no outbound rule of their own."""
+        last: dict[str, int] = {}
+        if self.policy.posture.outbound is OutboundPosture.DEFAULT_DENY:
+            return last
+        for at, rule in enumerate(ordered):
+            src, dst = self._peer(rule.source), self._peer(rule.destination)
+            if rule.action is not Action.DENY or not self._reaches_outside(dst) \
+                    or self._empty(src) or self._empty(dst):
+                continue
+            if src.group is not None and src.group.members:
+                nsgs: Iterable[str] = self._by_nsg(src.group, None)
+            elif src.group is None and src.token in ESTATE_WIDE:
+                nsgs = managed
+            else:
+                continue
+            last.update(dict.fromkeys(nsgs, at))
+        return last
+
+    @staticmethod
+    def _reaches_outside(dst: _Peer) -> bool:
+        """A destination holding addresses outside the estate's members (a token: internet,
+        any, a service tag; or a group with cidr ranges)."""
+        return dst.group is None or bool(dst.group.external)
+
+    @staticmethod
+    def _empty(peer: _Peer) -> bool:
+        return peer.group is not None and not (peer.group.members or peer.group.external)
+
+    def _outbound_here(self, at: int, nsgs: Iterable[str]) -> list[str]:
+        """The NSGs among ``nsgs`` whose outbound side holds the rule at position ``at``."""
+        if self.policy.posture.outbound is OutboundPosture.DEFAULT_DENY:
+            return list(nsgs)
+        last = self._last_deny_out
+        return [nsg for nsg in nsgs if last.get(nsg, -1) >= at]
+
+    def _emit(self, at: int, rule: Rule, managed: set[str],
+              inbound: dict[str, list[tuple[Rule, _Draft]]],
               outbound: dict[str, list[tuple[Rule, _Draft]]]) -> None:
         """One policy rule's NSG rules, on every NSG that must hold them."""
         src, dst = self._peer(rule.source), self._peer(rule.destination)
-        if any(g is not None and not (g.members or g.external) for g in (src.group, dst.group)):
+        if self._empty(src) or self._empty(dst):
             return  # an empty group allows nothing; resolution already warned
         if dst.group is not None and dst.group.members:
             template = self._template(rule, Direction.INBOUND)
             for nsg, behind in self._by_nsg(dst.group, rule).items():
                 inbound[nsg].append((rule, self._draft(template, nsg,
                                                        (dst.group.name, behind), src)))
-        if src.group is not None and src.group.members and self._needs_outbound(rule, dst):
-            template = self._template(rule, Direction.OUTBOUND)
-            for nsg, behind in self._by_nsg(src.group, rule).items():
-                outbound[nsg].append((rule, self._draft(template, nsg,
-                                                        (src.group.name, behind), dst)))
+        if src.group is not None and src.group.members:
+            # members no NSG protects matter on this side only where it is the rule's one
+            # enforcement: under an outbound default-deny, or for a deny reaching outside
+            own = self.policy.posture.outbound is OutboundPosture.DEFAULT_DENY or (
+                rule.action is Action.DENY and self._reaches_outside(dst))
+            by_nsg = self._by_nsg(src.group, rule if own else None)
+            here = self._outbound_here(at, by_nsg)
+            if here:
+                template = self._template(rule, Direction.OUTBOUND)
+                for nsg in here:
+                    outbound[nsg].append((rule, self._draft(template, nsg,
+                                                            (src.group.name, by_nsg[nsg]), dst)))
         # ``any`` and ``VirtualNetwork`` hold every member: as a destination the rule goes
-        # on every managed NSG (each deny-all must let it through), and as a source under
-        # an outbound default-deny on every managed NSG's outbound side
+        # on every managed NSG (each deny-all must let it through), and as a source on every
+        # managed NSG's outbound side that holds rules (all under an outbound default-deny)
         if dst.group is None and dst.token in ESTATE_WIDE:
             template = self._template(rule, Direction.INBOUND)
             for nsg in sorted(managed):
                 inbound[nsg].append((rule, self._wide_draft(template, nsg, dst.token, src)))
-        if src.group is None and src.token in ESTATE_WIDE \
-                and self.policy.posture.outbound is OutboundPosture.DEFAULT_DENY:
-            template = self._template(rule, Direction.OUTBOUND)
-            for nsg in sorted(managed):
-                outbound[nsg].append((rule, self._wide_draft(template, nsg, src.token, dst)))
+        if src.group is None and src.token in ESTATE_WIDE:
+            here = self._outbound_here(at, sorted(managed))
+            if here:
+                template = self._template(rule, Direction.OUTBOUND)
+                for nsg in here:
+                    outbound[nsg].append((rule, self._wide_draft(template, nsg, src.token, dst)))
 
     # -- enforcement points ------------------------------------------------------------------
 
@@ -280,12 +338,6 @@ class Compiler:
             return _Peer(None, "*")
         group = self.out.groups.get(name)
         return _Peer(group, None) if group is not None else _Peer(None, name)
-
-    def _needs_outbound(self, rule: Rule, dst: _Peer) -> bool:
-        if self.policy.posture.outbound is OutboundPosture.DEFAULT_DENY:
-            return True
-        internal = dst.group is not None and bool(dst.group.members)
-        return rule.action is Action.DENY and not internal
 
     def _draft(self, template: _Template, nsg: str, local: tuple[str, list[IpLocation]],
                peer: _Peer) -> _Draft:
@@ -459,37 +511,44 @@ class Compiler:
                 at = _SOURCE_PREFIXES if inbound != scoped else _DESTINATION_PREFIXES
                 if not sides[at]:
                     continue  # already an ASG (or nothing)
-                members = (self._grouped.get(name, ({}, []))[0].get(nsg, []) if scoped
-                           else group.members)
-                union = self._asg_union(nsg, members, scoped=scoped)
+                union = (self._scoped_union(nsg, name) if scoped
+                         else self._peer_union(nsg, group))
                 if union is not None:
                     sides[at], sides[at + 1] = (), union
             out.append((rule, tuple(sides)))  # type: ignore[arg-type]
         return out
 
-    def _asg_union(self, nsg: str, members: Sequence[IpLocation], *,
-                   scoped: bool) -> tuple[str, ...] | None:
-        vnets = self._vnet_of_scope.get(nsg, set())
-        if not members or len(vnets) != 1:
-            return None
-        held: dict[str, set[int]] = defaultdict(set)
-        for i, member in enumerate(members):
-            for asg in self._member_asgs.get(member.member_key, ()):
-                held[asg].add(i)
-        inside = {asg: found for asg, found in held.items()
-                  if len(found) == (self._asg_in_scope.get((asg, nsg), -1) if scoped
-                                    else self._asg_sizes.get(asg, -1))
-                  and self._asg_vnets.get(asg, set()) <= vnets}
-        uncovered, chosen = set(range(len(members))), list[str]()
-        while uncovered and len(chosen) < MAX_ASGS_PER_RULE_SIDE:
-            best = max(sorted(inside), key=lambda a: len(inside[a] & uncovered), default=None)
-            if best is None or not inside[best] & uncovered:
-                return None
-            chosen.append(best)
-            uncovered -= inside.pop(best)
-        if uncovered:
-            return None
-        return tuple(sorted(self.inventory.asgs[asg].id for asg in chosen))
+    def _scoped_union(self, nsg: str, group: str) -> tuple[str, ...] | None:
+        """The protected side's union, once per group and NSG."""
+        cache_key = (group, nsg)
+        if cache_key not in self._scoped_unions:
+            members = self._grouped.get(group, ({}, []))[0].get(nsg, [])
+            vnets = self._vnet_of_scope.get(nsg, set())
+            self._scoped_unions[cache_key] = _asg_union(
+                members, self._member_asgs, lambda asg: self._asg_in_scope.get((asg, nsg), -1),
+                lambda asg: self._asg_vnets.get(asg, set()) <= vnets,
+                self.inventory) if len(vnets) == 1 else None
+        return self._scoped_unions[cache_key]
+
+    def _peer_union(self, nsg: str, group: ResolvedGroup) -> tuple[str, ...] | None:
+        """The far side's union does not depend on the NSG, only on its one VNet being the
+        members' one VNet: worked out once per group, and not at all for a group spanning
+        several VNets (no ASG can reach across one)."""
+        found = self._peer_unions.get(group.name)
+        if found is None:
+            vnets: set[str] = set()
+            for member in group.members:
+                vnets.add(key(member.vnet.id) if member.vnet is not None else "")
+                if len(vnets) > 1:
+                    break
+            union = _asg_union(
+                group.members, self._member_asgs, lambda asg: self._asg_sizes.get(asg, -1),
+                lambda asg: self._asg_vnets.get(asg, set()) <= vnets,
+                self.inventory) if len(vnets) == 1 and "" not in vnets else None
+            found = self._peer_unions[group.name] = (vnets, union)
+        vnets_of_group, union = found
+        return union if union is not None and self._vnet_of_scope.get(nsg) == vnets_of_group \
+            else None
 
     def _fits(self, nsg: str, drafts: list[_Draft]) -> bool:
         current = self.inventory.nsgs.get(nsg)
@@ -516,6 +575,33 @@ class Compiler:
             return [_posture(own.prefix + "default-deny-out", direction, Access.DENY, "*",
                              "zts posture: default deny outbound")]
         return []
+
+
+def _asg_union(members: Sequence[IpLocation], member_asgs: dict[MemberKey, frozenset[str]],
+               size_of: Callable[[str], int], allowed: Callable[[str], bool],
+               inventory: Inventory) -> tuple[str, ...] | None:
+    """Up to ten ASG ids (sorted) that together hold exactly ``members``: each ASG's
+    members (as ``size_of`` counts them) all among them, ``allowed`` (its VNet) for each, every
+    member in one; None when no such union exists. Greedy: the ASG covering most of what is
+    left first."""
+    if not members:
+        return None
+    held: dict[str, set[int]] = defaultdict(set)
+    for i, member in enumerate(members):
+        for asg in member_asgs.get(member.member_key, ()):
+            held[asg].add(i)
+    inside = {asg: found for asg, found in held.items()
+              if len(found) == size_of(asg) and allowed(asg)}
+    uncovered, chosen = set(range(len(members))), list[str]()
+    while uncovered and len(chosen) < MAX_ASGS_PER_RULE_SIDE:
+        best = max(sorted(inside), key=lambda a: len(inside[a] & uncovered), default=None)
+        if best is None or not inside[best] & uncovered:
+            return None
+        chosen.append(best)
+        uncovered -= inside.pop(best)
+    if uncovered:
+        return None
+    return tuple(sorted(inventory.asgs[asg].id for asg in chosen))
 
 
 def merge_adjacent(emitted: list[tuple[Rule, _Draft]]) -> list[tuple[Rule, _Draft]]:

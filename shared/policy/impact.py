@@ -29,6 +29,7 @@ from shared.domain.normalize import normalize
 from shared.policy.groups import MemberKey, NameIndex, resolve_policy_groups
 from shared.policy.model import (
     BUILTIN_ANY,
+    Action,
     AllOf,
     AnyOf,
     AsgSelector,
@@ -79,6 +80,17 @@ Predicate = Callable[[MemberFacts], bool]
 
 #: The far side that stands for every managed NSG (see ImpactIndex._far_sides).
 EVERY_MANAGED = "\x00every managed NSG"
+
+
+def _has_cidr(selector: Selector) -> bool:
+    match selector:
+        case CidrSelector():
+            return True
+        case AllOf(items) | AnyOf(items):
+            return any(_has_cidr(item) for item in items)
+        case NotOf(item):
+            return _has_cidr(item)
+    return False
 
 
 def _estate_wide(name: str) -> bool:
@@ -304,11 +316,18 @@ class ImpactIndex:
     def _far_sides(self, policy: Policy) -> dict[str, set[str]]:
         """group -> groups whose NSGs hold rules naming this group as the far side (as the
         compiler emits them: inbound on the destination's NSGs; outbound on the source's NSGs
-        towards a group only under an outbound default-deny posture). :data:`EVERY_MANAGED`
+        under an outbound default-deny posture, or when a deny reaching outside the estate
+        makes the sources' NSGs hold the rules before it outbound). :data:`EVERY_MANAGED`
         stands for every managed NSG: a rule to ``any`` or ``VirtualNetwork`` is on all of
-        them (and one from them, under an outbound default-deny)."""
+        them (and one from them, when outbound rules are)."""
         names = {g.name for g in policy.groups}
-        outbound = policy.posture.outbound is OutboundPosture.DEFAULT_DENY
+        external = {g.name for g in policy.groups if _has_cidr(g.selector)}
+        # an over-approximation of the compiler's choice (it depends on members): an NSG
+        # marked affected that is not costs a recompile, one missed would keep stale rules
+        outbound = policy.posture.outbound is OutboundPosture.DEFAULT_DENY or any(
+            rule.action is Action.DENY
+            and (rule.destination not in names or rule.destination in external)
+            for rule in policy.rules)
         peers: dict[str, set[str]] = defaultdict(set)
         for rule in policy.rules:
             if rule.source in names and rule.destination in names:

@@ -116,6 +116,35 @@ def test_changed_and_removed_owned_rules_are_planned() -> None:
     assert [r.name for r in hdi.desired] == ["zts-allow-azure-lb-in", "zts-default-deny-in"]
 
 
+def test_an_outbound_deny_keeps_the_allows_before_it_under_an_allow_posture() -> None:
+    """Outbound ``allow``: a deny towards addresses outside the estate is enforced on the way
+    out, and the rules before it come along in policy order (alone, ``deny web -> any`` blocked
+    the web -> internet 443 and web -> web ICMP the policy allows first); ``deny any ->
+    internet`` goes on every managed NSG's outbound side."""
+    from tests.policy.proof import prove
+
+    rules = (
+        Rule("web-out-443", 10, "web", "internet", (PortRange(443, 443),), Protocol.TCP,
+             Action.ALLOW),
+        Rule("web-ping-web", 20, "web", "web", (PortRange(0, 65535),), Protocol.ICMP,
+             Action.ALLOW),
+        Rule("web-nothing-else", 30, "web", "any", (PortRange(0, 65535),), Protocol.ANY,
+             Action.DENY),
+        Rule("no-smtp-out", 40, "any", "internet", (PortRange(25, 25),), Protocol.TCP,
+             Action.DENY),
+    )
+    pol = Policy(Posture(), EnforcementPoint.SUBNET, GROUPS, rules, BAND)
+    plan = plan_for(classic_estate(), pol)
+    web = nsg_plan(plan, "nsg-payroll-web")
+    out = [r.policy_rule for r in web.desired if r.direction.value == "Outbound"]
+    assert out == ["web-out-443", "web-ping-web", "web-nothing-else", "no-smtp-out"]
+    app = nsg_plan(plan, "nsg-payroll-app")  # logic: only the estate-wide deny goes out
+    assert [r.policy_rule for r in app.desired if r.direction.value == "Outbound"] == [
+        "no-smtp-out"]
+    proof = prove(classic_estate(), pol)
+    assert proof.compared > 0 and not proof.mismatches, proof.mismatches[:5]
+
+
 def test_a_policy_whose_groups_do_not_resolve_plans_no_nsg() -> None:
     """Nothing compiled is not "no rules wanted": the NSGs keep every owned rule (before, each
     one's removal was planned, deny-all included)."""
