@@ -46,16 +46,26 @@ class NsgPlan:
     def is_noop(self) -> bool:
         return not (self.add or self.change or self.remove)
 
+    def refused(self) -> dict[str, int]:
+        """What a failed plan would have done, in counts."""
+        return {"add": len(self.add), "change": len(self.change), "remove": len(self.remove),
+                "desired": len(self.desired)}
+
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.nsg_id,
-            "add": [r.to_arm() for r in self.add],
-            "change": [r.to_arm() for r in self.change],
-            "remove": sorted(self.remove),
-            "desired": [r.to_arm() for r in self.desired],
-        }
         if self.errors:
-            out["errors"] = self.errors
+            # a failed NSG plan writes nothing: it lists no rule (over Azure's limits, the rules
+            # it would have written run to gigabytes) and counts what it refused
+            out: dict[str, Any] = {"id": self.nsg_id, "add": [], "change": [], "remove": [],
+                                   "desired": [], "errors": self.errors,
+                                   "refused": self.refused()}
+        else:
+            out = {
+                "id": self.nsg_id,
+                "add": [r.to_arm() for r in self.add],
+                "change": [r.to_arm() for r in self.change],
+                "remove": sorted(self.remove),
+                "desired": [r.to_arm() for r in self.desired],
+            }
         if self.warnings:
             out["warnings"] = self.warnings
         return out
@@ -167,7 +177,7 @@ def _check_limits(plan: NsgPlan, wanted: list[DesiredRule], unowned: list[Securi
     for side, prefixes in counts.items():
         if prefixes > MAX_PREFIXES_PER_NSG_SIDE:
             plan.errors.append(f"{prefixes} {side} addresses/ranges exceed Azure's "
-                               f"{MAX_PREFIXES_PER_NSG_SIDE} per NSG")
+                               f"{MAX_PREFIXES_PER_NSG_SIDE} per NSG{_largest(wanted, side)}")
     for rule in wanted:
         for side, refs in (("source", rule.source_asgs), ("destination", rule.destination_asgs)):
             if len(refs) > MAX_ASGS_PER_RULE_SIDE:
@@ -178,6 +188,14 @@ def _check_limits(plan: NsgPlan, wanted: list[DesiredRule], unowned: list[Securi
     asgs |= {key(a) for r in unowned for a in (*r.source_asg_ids, *r.destination_asg_ids)}
     if len(asgs) > MAX_ASGS_PER_NSG:
         plan.errors.append(f"{len(asgs)} ASGs exceed Azure's {MAX_ASGS_PER_NSG} per NSG")
+
+
+def _largest(wanted: list[DesiredRule], side: str) -> str:
+    """The rules holding most of a side's addresses, to say where the budget went."""
+    sizes = sorted(((len(r.source_prefixes if side == "source" else r.destination_prefixes),
+                     r.name) for r in wanted), key=lambda x: (-x[0], x[1]))
+    top = [f"{name} ({size})" for size, name in sizes[:3] if size]
+    return f"; most in {', '.join(top)}" if top else ""
 
 
 def _note_shadowed(plan: NsgPlan, wanted: list[DesiredRule], unowned: list[SecurityRule]) -> None:

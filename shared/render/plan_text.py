@@ -27,15 +27,21 @@ def plan_table(plan: Plan) -> str:
         if nsg.is_noop and not nsg.errors and not nsg.warnings:
             continue
         lines.append(f"NSG {nsg.nsg_id.rsplit('/', 1)[-1]}  ({nsg.nsg_id})")
-        lines.extend(_line("+", r) for r in nsg.add)
-        lines.extend(_line("~", r) for r in nsg.change)
-        lines.extend(f"  - {name}" for name in nsg.remove)
+        if nsg.errors:  # nothing of it is written: counts, not rules
+            refused = nsg.refused()
+            lines.append(f"  ! refused, nothing written: would add {refused['add']}, change "
+                         f"{refused['change']}, remove {refused['remove']}")
+        else:
+            lines.extend(_line("+", r) for r in nsg.add)
+            lines.extend(_line("~", r) for r in nsg.change)
+            lines.extend(f"  - {name}" for name in nsg.remove)
         lines.extend(f"  ! error: {e}" for e in nsg.errors)
         lines.extend(f"  ? warning: {w}" for w in nsg.warnings)
-        changed += 0 if nsg.is_noop else 1
-    adds = sum(len(p.add) for p in plan.nsgs)
-    changes = sum(len(p.change) for p in plan.nsgs)
-    removes = sum(len(p.remove) for p in plan.nsgs)
+        changed += 0 if nsg.is_noop or nsg.errors else 1
+    applied = [p for p in plan.nsgs if not p.errors]
+    adds = sum(len(p.add) for p in applied)
+    changes = sum(len(p.change) for p in applied)
+    removes = sum(len(p.remove) for p in applied)
     lines.extend(f"warning: {w.message}" + (f" [{w.rule}]" if w.rule else "")
                  for w in plan.warnings)
     lines.extend(f"error: {e.message}" for e in plan.errors)
